@@ -1,0 +1,75 @@
+"""Correlation IDs: one per invocation, taken from the trigger or newly minted.
+
+Accepted IDs match ``[A-Za-z0-9._:-]{1,128}``; anything else (newlines, huge
+strings) is replaced by a fresh UUID4 so it can never inject log lines.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+HEADER = "x-correlation-id"
+# SNS message attribute carrying the ID between functions.
+SNS_ATTRIBUTE = "x-correlation-id"
+
+_VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_current: str | None = None
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def sanitize(value: Any) -> str | None:
+    """Return ``value`` when it is an acceptable correlation ID, else None."""
+    if isinstance(value, str) and _VALID_ID.fullmatch(value):
+        return value
+    return None
+
+
+def _header(headers: Any, name: str) -> Any:
+    if not isinstance(headers, dict):
+        return None
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == name:
+            return value
+    return None
+
+
+def extract(event: Any) -> str | None:
+    """The correlation ID the trigger carries, if any (not yet validated)."""
+    if not isinstance(event, dict):
+        return None
+    if "headers" in event or "requestContext" in event:  # API Gateway (HTTP or REST)
+        return _header(event.get("headers"), HEADER)
+    if "detail-type" in event and "id" in event:  # EventBridge / EventBridge Scheduler
+        return event.get("id")
+    records = event.get("Records")
+    if isinstance(records, list) and records and isinstance(records[0], dict):
+        sns = records[0].get("Sns")
+        if isinstance(sns, dict):
+            attribute = _header(sns.get("MessageAttributes"), SNS_ATTRIBUTE)
+            if isinstance(attribute, dict):
+                return attribute.get("Value")
+    return None
+
+
+def from_event(event: Any) -> str:
+    """A valid correlation ID for this event: the trigger's own, or a new UUID4."""
+    return sanitize(extract(event)) or new_id()
+
+
+def set_current(correlation_id: str) -> str:
+    global _current
+    _current = correlation_id
+    return correlation_id
+
+
+def get_current() -> str:
+    """The ID of the invocation in progress (minted lazily outside a handler)."""
+    global _current
+    if _current is None:
+        _current = new_id()
+    return _current

@@ -1,0 +1,112 @@
+"""``create_logger(service)``: the seed's logger with correlation IDs.
+
+JSON through the Powertools Logger by default (``correlation_id``, ``service``,
+Lambda context and ``cold_start`` on every line); ``LOG_FORMAT=text`` gives the
+seed's human format ``[UserService] [abc12345] Processing user update``.
+Every line passes through :mod:`parel_monitoring.scrub` before it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from parel_monitoring import correlation
+from parel_monitoring.scrub import scrub, scrub_text
+
+# Keys of the invocation in progress (Lambda context, cold start), set by the
+# handler decorator and added to every line of every logger.
+_invocation_keys: dict[str, Any] = {}
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+def bind_invocation(**keys: Any) -> None:
+    _invocation_keys.clear()
+    _invocation_keys.update(keys)
+
+
+def _level() -> str:
+    return (os.environ.get("POWERTOOLS_LOG_LEVEL") or os.environ.get("LOG_LEVEL") or "INFO").upper()
+
+
+def _safe_extra(extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not extra:
+        return {}
+    return {(f"extra_{key}" if key in _RESERVED else str(key)): value for key, value in extra.items()}
+
+
+def _scrubbed_json(record: dict) -> str:
+    return scrub_text(json.dumps(scrub(record), default=str, separators=(",", ":")))
+
+
+class _TextFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"[{self.service}] [{correlation.get_current()[:8]}] {record.getMessage()}"
+        fields = getattr(record, "fields", None)
+        if fields:
+            line += " " + json.dumps(scrub(fields), default=str)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return scrub_text(line)
+
+
+class ServiceLogger:
+    """A logger bound to one service name; see :func:`create_logger`."""
+
+    def __init__(self, service: str, log_format: str | None = None) -> None:
+        self.service = service
+        self.format = (log_format or os.environ.get("LOG_FORMAT") or "json").lower()
+        if self.format == "text":
+            self._logger = logging.getLogger(f"parel.{service}")
+            if not self._logger.handlers:
+                handler = logging.StreamHandler(sys.stdout)
+                handler.setFormatter(_TextFormatter(service))
+                self._logger.addHandler(handler)
+                self._logger.propagate = False
+            self._logger.setLevel(_level())
+        else:
+            from aws_lambda_powertools import Logger
+
+            self._logger = Logger(service=service, level=_level(), utc=True, json_serializer=_scrubbed_json)
+
+    def _log(self, level: int, msg: str, extra: Mapping[str, Any] | None, exc: BaseException | None = None) -> None:
+        if not self._logger.isEnabledFor(level):
+            return
+        fields = _safe_extra(extra)
+        if self.format == "text":
+            self._logger.log(level, msg, exc_info=exc, extra={"fields": fields})
+        else:
+            keys = {**_invocation_keys, "correlation_id": correlation.get_current(), **fields}
+            self._logger.log(level, msg, exc_info=exc, extra=keys, stacklevel=3)
+
+    def debug(self, msg: str, extra: Mapping[str, Any] | None = None) -> None:
+        self._log(logging.DEBUG, msg, extra)
+
+    def info(self, msg: str, extra: Mapping[str, Any] | None = None) -> None:
+        self._log(logging.INFO, msg, extra)
+
+    def warning(self, msg: str, extra: Mapping[str, Any] | None = None) -> None:
+        self._log(logging.WARNING, msg, extra)
+
+    def error(self, msg: str, exc: BaseException | None = None, extra: Mapping[str, Any] | None = None) -> None:
+        """``logger.error("Login failed", error, {"userId": 1, "attempts": 3})``"""
+        self._log(logging.ERROR, msg, extra, exc)
+
+
+_loggers: dict[str, ServiceLogger] = {}
+
+
+def create_logger(service: str) -> ServiceLogger:
+    """The logger for ``service`` (one per service name per execution environment)."""
+    logger = _loggers.get(service)
+    if logger is None:
+        logger = _loggers[service] = ServiceLogger(service)
+    return logger

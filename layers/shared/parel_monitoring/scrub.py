@@ -1,0 +1,67 @@
+"""Removes secret values from text and nested data before it leaves the function.
+
+Used by the log formatter and by Sentry's ``before_send``: passwords inside URLs
+and DSNs, bearer tokens, webhook URLs, and any value under a secret-looking key.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+REDACTED = "[redacted]"
+
+_SECRET_KEY = re.compile(
+    r"(authorization|cookie|password|passwd|secret|token|api[_-]?key|dsn|webhook|"
+    r"database_url|redis_url|credential|private[_-]?key)",
+    re.IGNORECASE,
+)
+_PATTERNS = (
+    # user:password@host in any URL (postgres://, redis://, https://...)
+    (re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^\s/@:\"']*:[^\s/@\"']*@", re.I), r"\g<scheme>" + REDACTED + "@"),
+    # Sentry DSN public key (https://<key>@o1.ingest.sentry.io/1)
+    (re.compile(r"(?P<scheme>https?://)[0-9a-f]{16,}@", re.I), r"\g<scheme>" + REDACTED + "@"),
+    # Slack and Discord webhook URLs carry their secret in the path.
+    (re.compile(r"https://hooks\.slack\.com/[^\s\"']+", re.I), REDACTED),
+    (re.compile(r"https://(?:[a-z]+\.)?discord(?:app)?\.com/api/webhooks/[^\s\"']+", re.I), REDACTED),
+    (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.I), r"\1 " + REDACTED),
+)
+
+_known_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a configured secret so any later occurrence of it is redacted."""
+    if value and len(value) >= 6:
+        _known_secrets.add(value)
+
+
+def scrub_text(text: str) -> str:
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def is_secret_key(key: Any) -> bool:
+    return isinstance(key, str) and bool(_SECRET_KEY.search(key))
+
+
+def scrub(value: Any, _depth: int = 0) -> Any:
+    """A copy of ``value`` with secret-keyed entries and secret-looking text redacted."""
+    if _depth > 20:
+        return value
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {
+            # Only text under a secret-looking key is withheld: counts such as
+            # {"expiredTokens": 3} stay readable.
+            key: (REDACTED if is_secret_key(key) and isinstance(item, str) and item else scrub(item, _depth + 1))
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [scrub(item, _depth + 1) for item in value]
+    return value

@@ -1,0 +1,136 @@
+"""Typed settings, read once per execution environment.
+
+Each function declares a frozen dataclass whose ``from_env`` reads the
+environment through the helpers below. A missing or malformed setting raises
+:class:`ConfigurationError` naming the variable, never its value.
+
+Secret-bearing settings (``DATABASE_URL``, ``REDIS_URL``, ``SLACK_WEBHOOK_URL``,
+``DISCORD_WEBHOOK_URL``, ``SENTRY_DSN``, ``ADMIN_API_TOKEN``) are read by
+:func:`secret`: directly from the environment (local runs), or from
+``<NAME>_SECRET_ARN`` (Secrets Manager) / ``<NAME>_PARAMETER`` (SSM SecureString)
+through Powertools Parameters, cached for ``SECRETS_MAX_AGE_S`` seconds.
+boto3 is imported only when a secret is really fetched from AWS.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from parel_monitoring import __version__
+from parel_monitoring.scrub import register_secret
+
+SECRET_SETTINGS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SLACK_WEBHOOK_URL",
+    "DISCORD_WEBHOOK_URL",
+    "SENTRY_DSN",
+    "ADMIN_API_TOKEN",
+)
+
+
+class ConfigurationError(Exception):
+    """A required setting is missing or malformed; ``variable`` names it."""
+
+    def __init__(self, variable: str, problem: str = "is not set") -> None:
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable} {problem}")
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def require_str(name: str) -> str:
+    value = env_str(name)
+    if value is None:
+        raise ConfigurationError(name)
+    return value
+
+
+def env_float(name: str, default: float, minimum: float | None = None, maximum: float | None = None) -> float:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(name, "must be a number") from None
+    if value != value or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ConfigurationError(name, f"must be between {minimum} and {maximum}")
+    return value
+
+
+def env_int(name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(name, "must be an integer") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ConfigurationError(name, f"must be between {minimum} and {maximum}")
+    return value
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env_str(name) or default).lower()
+    if value not in choices:
+        raise ConfigurationError(name, f"must be one of {', '.join(choices)}")
+    return value
+
+
+def secret(name: str, required: bool = False) -> str | None:
+    """The value of a secret-bearing setting, from the environment or AWS."""
+    value = env_str(name)
+    if value is None:
+        arn = env_str(f"{name}_SECRET_ARN")
+        parameter = env_str(f"{name}_PARAMETER")
+        if arn or parameter:
+            value = _fetch_from_aws(name, arn, parameter)
+    if value is None and required:
+        raise ConfigurationError(name, f"is not set (nor {name}_SECRET_ARN / {name}_PARAMETER)")
+    register_secret(value)
+    return value
+
+
+def _fetch_from_aws(name: str, arn: str | None, parameter: str | None) -> str | None:
+    from aws_lambda_powertools.utilities import parameters  # imports boto3: only when needed
+
+    max_age = env_int("SECRETS_MAX_AGE_S", 300, minimum=0)
+    source = f"{name}_SECRET_ARN" if arn else f"{name}_PARAMETER"
+    try:
+        if arn:
+            value = parameters.get_secret(arn, max_age=max_age)
+        else:
+            value = parameters.get_parameter(parameter, decrypt=True, max_age=max_age)
+    except Exception as exc:  # GetParameterError, botocore errors: never echo the value
+        raise ConfigurationError(source, f"could not be read ({type(exc).__name__})") from None
+    if isinstance(value, bytes):
+        value = value.decode()
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    """What the logger and Sentry need; shared by every function."""
+
+    stage: str
+    log_format: str
+    sentry_dsn: str | None
+    sentry_traces_sample_rate: float
+    release: str | None
+
+    @classmethod
+    def from_env(cls) -> ObservabilitySettings:
+        return cls(
+            stage=env_str("STAGE", "dev"),
+            log_format=env_choice("LOG_FORMAT", "json", ("json", "text")),
+            sentry_dsn=secret("SENTRY_DSN"),
+            sentry_traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0, 0.0, 1.0),
+            release=env_str("SENTRY_RELEASE", f"parel-monitoring@{__version__}"),
+        )
