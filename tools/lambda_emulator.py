@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD_DIR = ROOT / ".aws-sam" / "build"
+BUILD_DIR = ROOT / ".aws-sam" / "local"  # `make build`: built for this machine's architecture
 RUNTIME_DIR = ROOT / ".cache" / "lambda-runtime" / "python3.13"
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 PSEUDO_PARAMETERS = {
@@ -62,7 +62,7 @@ def _parse_template(path: Path) -> dict[str, Any]:
 def _resolve(value: Any, parameters: dict[str, str]) -> Any:
     """Resolve the intrinsics an environment variable can use locally: Ref and Sub."""
     if isinstance(value, dict) and len(value) == 1:
-        (name, argument), = value.items()
+        ((name, argument),) = value.items()
         if name == "Ref":
             return parameters.get(argument, PSEUDO_PARAMETERS.get(argument, ""))
         if name == "Fn::Sub":
@@ -93,7 +93,7 @@ def load_function(
     """Read one function of the built template, as ``sam local invoke`` would."""
     template_path = build_dir / "template.yaml"
     if not template_path.exists():
-        raise EmulatorError(f"{template_path} not found: run `sam build` (make build) first")
+        raise EmulatorError(f"{template_path} not found: run `make build` first")
     template = _parse_template(template_path)
     resources = template.get("Resources", {})
     if logical_id not in resources:
@@ -277,7 +277,8 @@ class Emulator:
             f"http://127.0.0.1:{self.port}{INVOKE_PATH}", data=json.dumps(event).encode(), method="POST"
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout or self.spec.timeout_s + 10) as response:
+            # Always http://127.0.0.1 (the emulator we started).
+            with urllib.request.urlopen(request, timeout=timeout or self.spec.timeout_s + 10) as response:  # noqa: S310
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             raw = exc.read()

@@ -8,14 +8,14 @@ a no-op. Every event carries the ``correlation_id`` tag and passes through
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from parel_monitoring import correlation
 from parel_monitoring.scrub import scrub
 
 
-class ErrorSeverity(str, Enum):
+class ErrorSeverity(StrEnum):
     DEBUG = "debug"
     INFO = "info"
     WARNING = "warning"

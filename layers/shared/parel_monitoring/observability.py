@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from parel_monitoring import correlation, error_tracker
+from parel_monitoring.error_tracker import ErrorSeverity
 from parel_monitoring.http import HttpError, error_response, with_header
 from parel_monitoring.logs import bind_invocation, create_logger
 from parel_monitoring.settings import ConfigurationError, ObservabilitySettings
@@ -25,7 +26,10 @@ _environment = {"invocations": 0}
 
 def is_cold_start() -> bool:
     """True during the first invocation of this execution environment."""
-    return _environment["invocations"] <= 1 and os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "provisioned-concurrency"
+    return (
+        _environment["invocations"] <= 1
+        and os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "provisioned-concurrency"
+    )
 
 
 def _context_keys(context: Any) -> dict[str, Any]:
@@ -52,7 +56,9 @@ def lambda_handler(
     ``http=False`` is for non-HTTP triggers (schedules, SNS): errors are logged,
     captured and re-raised so Lambda's retries and destinations apply.
     """
-    service = service or os.environ.get("POWERTOOLS_SERVICE_NAME") or os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "parel")
+    service = (
+        service or os.environ.get("POWERTOOLS_SERVICE_NAME") or os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "parel")
+    )
     logger = create_logger(service)
     settings: Any = None
     config_error: ConfigurationError | None = None
@@ -63,6 +69,9 @@ def lambda_handler(
     except ConfigurationError as exc:
         config_error = exc
         logger.error("Configuration error", extra={"variable": exc.variable, "problem": exc.problem})
+        error_tracker.capture_message(
+            f"Configuration error: {exc}", {"variable": exc.variable, "action": service}, ErrorSeverity.ERROR
+        )
 
     def decorate(fn: Callable[..., Any]) -> Callable[[Any, Any], Any]:
         @functools.wraps(fn)
@@ -89,7 +98,9 @@ def lambda_handler(
                 error_tracker.capture_error(exc, {"endpoint": _route(event), "action": service})
                 if not http:
                     raise
-                response = error_response(500, "internal", "Internal error; quote the correlation ID when reporting it.")
+                response = error_response(
+                    500, "internal", "Internal error; quote the correlation ID when reporting it."
+                )
             if http:
                 response = with_header(response, correlation.HEADER, correlation_id)
             return response

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from parel_monitoring import ENVIRONMENT_STARTED
@@ -70,7 +70,12 @@ def memory_usage() -> dict[str, Any]:
     usage_pct = (total - free) / total * 100 if total else 0.0
     return {
         "process": {"rss": megabytes(rss), "heapUsed": megabytes(process.get("RssAnon", rss))},
-        "system": {"total": gigabytes(total), "free": gigabytes(free), "usagePercent": f"{usage_pct:.2f}", "scope": scope},
+        "system": {
+            "total": gigabytes(total),
+            "free": gigabytes(free),
+            "usagePercent": f"{usage_pct:.2f}",
+            "scope": scope,
+        },
         "_usage_pct": usage_pct,
     }
 
@@ -105,7 +110,7 @@ def check_app_health(settings: AppHealthSettings, context: Any = None, cold_star
     usage_pct = memory.pop("_usage_pct")
     return {
         "status": UNHEALTHY if usage_pct > settings.memory_threshold_pct else HEALTHY,
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "uptime": uptime(),
         "memory": memory,
         "thresholds": {"memoryPercent": settings.memory_threshold_pct},

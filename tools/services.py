@@ -1,0 +1,138 @@
+"""Find (or start) the PostgreSQL and Redis the demo and the tests run against.
+
+Order: ``DATABASE_URL`` / ``REDIS_URL`` when set; otherwise the server on its
+default local port (127.0.0.1:5432 / 127.0.0.1:6379); otherwise a throwaway
+server started from locally installed binaries in a temporary directory (and
+stopped at exit); otherwise :class:`ServiceUnavailable` saying what is missing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from urllib.parse import urlsplit
+
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class ServiceUnavailable(RuntimeError):
+    pass
+
+
+def is_listening(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _url_listening(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    return is_listening(parts.hostname or "127.0.0.1", parts.port or default_port)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_listening(port: int, what: str, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if is_listening("127.0.0.1", port, 0.2):
+            return
+        time.sleep(0.1)
+    raise ServiceUnavailable(f"throwaway {what} did not start listening on 127.0.0.1:{port}")
+
+
+def _find_binary(name: str) -> str | None:
+    return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+
+
+def postgres_url() -> tuple[str, str]:
+    """``(url, where)`` of a reachable PostgreSQL; starts a throwaway one if needed."""
+    explicit = os.environ.get("DATABASE_URL")
+    if explicit:
+        if not _url_listening(explicit, 5432):
+            raise ServiceUnavailable("PostgreSQL: DATABASE_URL is set but its host:port does not answer")
+        return explicit, "DATABASE_URL"
+    if is_listening("127.0.0.1", 5432):
+        return DEFAULT_POSTGRES_URL, "127.0.0.1:5432"
+    return start_throwaway_postgres()
+
+
+def start_throwaway_postgres() -> tuple[str, str]:
+    """Start a PostgreSQL server in a temporary directory; it stops at exit."""
+    initdb, pg_ctl = _find_binary("initdb"), _find_binary("pg_ctl")
+    if not (initdb and pg_ctl):
+        raise ServiceUnavailable(
+            "PostgreSQL: DATABASE_URL is not set, nothing listens on 127.0.0.1:5432, and no initdb/pg_ctl "
+            "binaries were found to start a throwaway server (install PostgreSQL, e.g. apt-get install postgresql)"
+        )
+    data_dir = tempfile.mkdtemp(prefix="parel-pg-")
+    port = _free_port()
+    # initdb refuses to run as root: run the throwaway server as the postgres user then.
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(data_dir, "postgres", "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*prefix, initdb, "-D", data_dir, "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
+    options = f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*prefix, pg_ctl, "-D", data_dir, "-o", options, "-l", f"{data_dir}/log", "-w", "start"], check=True)
+    atexit.register(
+        lambda: (
+            subprocess.run([*prefix, pg_ctl, "-D", data_dir, "-m", "immediate", "stop"], capture_output=True),
+            shutil.rmtree(data_dir, ignore_errors=True),
+        )
+    )
+    _wait_listening(port, "PostgreSQL")
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres", f"throwaway server in {data_dir}"
+
+
+def redis_url() -> tuple[str, str]:
+    """``(url, where)`` of a reachable Redis; starts a throwaway one if needed."""
+    explicit = os.environ.get("REDIS_URL")
+    if explicit:
+        if not _url_listening(explicit, 6379):
+            raise ServiceUnavailable("Redis: REDIS_URL is set but its host:port does not answer")
+        return explicit, "REDIS_URL"
+    if is_listening("127.0.0.1", 6379):
+        return DEFAULT_REDIS_URL, "127.0.0.1:6379"
+    return start_throwaway_redis()
+
+
+def start_throwaway_redis() -> tuple[str, str]:
+    """Start a Redis server in a temporary directory; it stops at exit."""
+    server = shutil.which("redis-server")
+    if not server:
+        raise ServiceUnavailable(
+            "Redis: REDIS_URL is not set, nothing listens on 127.0.0.1:6379, and no redis-server binary was "
+            "found to start a throwaway one (install it, e.g. apt-get install redis-server)"
+        )
+    work_dir = tempfile.mkdtemp(prefix="parel-redis-")
+    port = _free_port()
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", work_dir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    atexit.register(lambda: (process.terminate(), process.wait(), shutil.rmtree(work_dir, ignore_errors=True)))
+    _wait_listening(port, "Redis")
+    return f"redis://127.0.0.1:{port}/0", f"throwaway server in {work_dir}"
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
