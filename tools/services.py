@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -58,16 +59,22 @@ def _find_binary(name: str) -> str | None:
     return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
 
 
-def postgres_url() -> tuple[str, str]:
-    """``(url, where)`` of a reachable PostgreSQL; starts a throwaway one if needed."""
-    explicit = os.environ.get("DATABASE_URL")
+def _locate(what: str, variable: str, default_url: str, start: Callable[[], tuple[str, str]]) -> tuple[str, str]:
+    """``(url, where)``: ``$variable``, else ``default_url`` if it answers, else ``start()``."""
+    default_port = urlsplit(default_url).port or 0
+    explicit = os.environ.get(variable)
     if explicit:
-        if not _url_listening(explicit, 5432):
-            raise ServiceUnavailable("PostgreSQL: DATABASE_URL is set but its host:port does not answer")
-        return explicit, "DATABASE_URL"
-    if is_listening("127.0.0.1", 5432):
-        return DEFAULT_POSTGRES_URL, "127.0.0.1:5432"
-    return start_throwaway_postgres()
+        if not _url_listening(explicit, default_port):
+            raise ServiceUnavailable(f"{what}: {variable} is set but its host:port does not answer")
+        return explicit, variable
+    if _url_listening(default_url, default_port):
+        return default_url, f"127.0.0.1:{default_port}"
+    return start()
+
+
+def postgres_url() -> tuple[str, str]:
+    """A reachable PostgreSQL; starts a throwaway one if needed."""
+    return _locate("PostgreSQL", "DATABASE_URL", DEFAULT_POSTGRES_URL, start_throwaway_postgres)
 
 
 def start_throwaway_postgres() -> tuple[str, str]:
@@ -99,15 +106,8 @@ def start_throwaway_postgres() -> tuple[str, str]:
 
 
 def redis_url() -> tuple[str, str]:
-    """``(url, where)`` of a reachable Redis; starts a throwaway one if needed."""
-    explicit = os.environ.get("REDIS_URL")
-    if explicit:
-        if not _url_listening(explicit, 6379):
-            raise ServiceUnavailable("Redis: REDIS_URL is set but its host:port does not answer")
-        return explicit, "REDIS_URL"
-    if is_listening("127.0.0.1", 6379):
-        return DEFAULT_REDIS_URL, "127.0.0.1:6379"
-    return start_throwaway_redis()
+    """A reachable Redis; starts a throwaway one if needed."""
+    return _locate("Redis", "REDIS_URL", DEFAULT_REDIS_URL, start_throwaway_redis)
 
 
 def start_throwaway_redis() -> tuple[str, str]:

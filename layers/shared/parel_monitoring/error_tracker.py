@@ -83,20 +83,30 @@ def _sentry():
     return sentry_sdk
 
 
+def _apply_context(scope: Any, context: dict[str, Any] | None) -> None:
+    """The seed's context: ``userId`` -> user, ``endpoint``/``action`` -> tags, the rest -> contexts."""
+    context = dict(context or {})
+    user_id = context.pop("userId", None)
+    if user_id is not None:
+        scope.set_user({"id": str(user_id)})
+    for tag in ("endpoint", "action"):
+        value = context.pop(tag, None)
+        if value is not None:
+            scope.set_tag(tag, str(value))
+    metadata = context.pop("metadata", None)
+    if metadata:
+        scope.set_context("metadata", dict(metadata))
+    if context:
+        scope.set_context("context", context)
+
+
 def capture_error(exc: BaseException, context: dict[str, Any] | None = None) -> str | None:
     """Report ``exc`` with the seed's context (``userId``, ``endpoint``, ``action``, ``metadata``)."""
     sentry_sdk = _sentry()
     if sentry_sdk is None:
         return None
-    context = context or {}
     with sentry_sdk.new_scope() as scope:
-        if context.get("userId") is not None:
-            scope.set_user({"id": str(context["userId"])})
-        for tag in ("endpoint", "action"):
-            if context.get(tag) is not None:
-                scope.set_tag(tag, str(context[tag]))
-        if context.get("metadata"):
-            scope.set_context("metadata", dict(context["metadata"]))
+        _apply_context(scope, context)
         return sentry_sdk.capture_exception(exc)
 
 
@@ -106,13 +116,8 @@ def capture_message(
     sentry_sdk = _sentry()
     if sentry_sdk is None:
         return None
-    context = context or {}
     with sentry_sdk.new_scope() as scope:
-        if context.get("userId") is not None:
-            scope.set_user({"id": str(context["userId"])})
-        extras = {key: value for key, value in context.items() if key != "userId"}
-        if extras:
-            scope.set_context("context", extras)
+        _apply_context(scope, context)
         return sentry_sdk.capture_message(message, level=ErrorSeverity(severity).value)
 
 

@@ -15,7 +15,9 @@ boto3 is imported only when a secret is really fetched from AWS.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from parel_monitoring import __version__
 from parel_monitoring.scrub import register_secret
@@ -51,30 +53,25 @@ def require_str(name: str) -> str:
     return value
 
 
-def env_float(name: str, default: float, minimum: float | None = None, maximum: float | None = None) -> float:
+def _env_number(name: str, default: Any, parse: Callable[[str], Any], kind: str, minimum: Any, maximum: Any) -> Any:
     raw = env_str(name)
     if raw is None:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise ConfigurationError(name, "must be a number") from None
+        raise ConfigurationError(name, f"must be {kind}") from None
     if value != value or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise ConfigurationError(name, f"must be between {minimum} and {maximum}")
     return value
 
 
+def env_float(name: str, default: float, minimum: float | None = None, maximum: float | None = None) -> float:
+    return _env_number(name, default, float, "a number", minimum, maximum)
+
+
 def env_int(name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
-    raw = env_str(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(name, "must be an integer") from None
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ConfigurationError(name, f"must be between {minimum} and {maximum}")
-    return value
+    return _env_number(name, default, int, "an integer", minimum, maximum)
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
