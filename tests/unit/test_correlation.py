@@ -45,3 +45,13 @@ def test_events_without_an_id_get_a_new_uuid4(event):
 
 def test_non_string_header_value_is_rejected():
     assert is_uuid4(correlation.from_event({"headers": {"x-correlation-id": 12345}}))
+
+
+def test_id_travels_onward_through_an_sns_message_attribute():
+    correlation.set_current("onward-1")
+    attributes = correlation.sns_message_attributes()
+    # What SNS delivers to the subscriber carries the same ID back in.
+    delivered = {"Records": [{"Sns": {"MessageAttributes": {
+        name: {"Type": spec["DataType"], "Value": spec["StringValue"]} for name, spec in attributes.items()
+    }}}]}  # fmt: skip
+    assert correlation.from_event(delivered) == "onward-1"

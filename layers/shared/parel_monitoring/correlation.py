@@ -67,6 +67,11 @@ def set_current(correlation_id: str) -> str:
     return correlation_id
 
 
+def sns_message_attributes(correlation_id: str | None = None) -> dict[str, dict[str, str]]:
+    """``MessageAttributes`` for ``sns.publish`` that carry the ID to the next function."""
+    return {SNS_ATTRIBUTE: {"DataType": "String", "StringValue": correlation_id or get_current()}}
+
+
 def get_current() -> str:
     """The ID of the invocation in progress (minted lazily outside a handler)."""
     global _current
