@@ -20,7 +20,7 @@ ENV_VARS ?= $(firstword $(wildcard env.local.json) env.json)
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv runtime build build-deploy validate lint format test test-unit demo invoke bench deploy clean
+.PHONY: help venv runtime node-deps build build-deploy validate lint format test test-unit demo invoke bench deploy clean
 
 help:
 	@echo "make demo                         build, then invoke the functions locally against real services"
@@ -71,7 +71,14 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: venv runtime lint validate build
+# The real BullMQ (Node) that tests and the demo use to create queue states.
+node-deps: tests/bullmq/node_modules/.installed
+tests/bullmq/node_modules/.installed: tests/bullmq/package.json tests/bullmq/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found (Node.js 18+ is needed for the BullMQ scenarios)"; exit 1; }
+	cd tests/bullmq && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: venv runtime node-deps lint validate build
 	$(PY) -m pytest
 
 test-unit: venv
@@ -80,10 +87,10 @@ test-unit: venv
 invoke: venv runtime build
 	$(PY) tools/lambda_emulator.py invoke $(FN) -e $(EVENT) --env-vars $(ENV_VARS) --build-dir $(LOCAL_BUILD_DIR)
 
-demo: venv runtime build
+demo: venv runtime node-deps build
 	$(PY) tools/demo.py
 
-bench: venv runtime build
+bench: venv runtime node-deps build
 	$(PY) tools/bench.py
 
 clean:

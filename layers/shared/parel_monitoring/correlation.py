@@ -29,7 +29,8 @@ def sanitize(value: Any) -> str | None:
     return None
 
 
-def _header(headers: Any, name: str) -> Any:
+def header_value(headers: Any, name: str) -> Any:
+    """``headers[name]`` compared without letter case (API Gateway v1 keeps the client's case)."""
     if not isinstance(headers, dict):
         return None
     for key, value in headers.items():
@@ -43,14 +44,14 @@ def extract(event: Any) -> str | None:
     if not isinstance(event, dict):
         return None
     if "headers" in event or "requestContext" in event:  # API Gateway (HTTP or REST)
-        return _header(event.get("headers"), HEADER)
+        return header_value(event.get("headers"), HEADER)
     if "detail-type" in event and "id" in event:  # EventBridge / EventBridge Scheduler
         return event.get("id")
     records = event.get("Records")
     if isinstance(records, list) and records and isinstance(records[0], dict):
         sns = records[0].get("Sns")
         if isinstance(sns, dict):
-            attribute = _header(sns.get("MessageAttributes"), SNS_ATTRIBUTE)
+            attribute = header_value(sns.get("MessageAttributes"), SNS_ATTRIBUTE)
             if isinstance(attribute, dict):
                 return attribute.get("Value")
     return None

@@ -21,6 +21,12 @@ class HttpError(Exception):
         self.fields = fields
 
 
+def header(event: Any, name: str) -> str | None:
+    """A request header of an API Gateway event, any letter case; None when absent."""
+    value = correlation.header_value(event.get("headers") if isinstance(event, dict) else None, name.lower())
+    return value if isinstance(value, str) else None
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "statusCode": status,

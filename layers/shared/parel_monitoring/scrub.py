@@ -65,3 +65,10 @@ def scrub(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, (list, tuple)):
         return [scrub(item, _depth + 1) for item in value]
     return value
+
+
+def safe_reason(exc: BaseException) -> str:
+    """A driver error as a short reason for a response: first line, no URLs or secrets, ≤ 200 chars."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = re.sub(r"\b[a-z][a-z0-9+.-]*://\S+", "[url]", text)
+    return scrub_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:200]

@@ -1,0 +1,121 @@
+"""One PostgreSQL connection per execution environment, created lazily and repaired in place.
+
+psycopg 3, autocommit, bounded by ``connect_timeout`` (psycopg's implicit default is
+130 s) and, per unit of work, a transaction-local ``statement_timeout`` (``SET LOCAL``
+semantics through ``set_config(..., true)``), which also works behind PgBouncer in
+transaction mode and RDS Proxy, where session settings and startup options do not.
+Server-side prepared statements are off when ``DB_PREPARED_STATEMENTS=false``.
+
+A connection that died between invocations (server restart, ``pg_terminate_backend``,
+idle timeout) is detected on use and replaced once within the same call, so one dead
+socket never turns into a false failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+
+from parel_monitoring.scrub import safe_reason
+from parel_monitoring.settings import env_int, env_str, secret
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str
+    connect_timeout_s: int
+    statement_timeout_ms: int
+    prepared_statements: bool
+    application_name: str
+
+    @classmethod
+    def from_env(cls) -> DatabaseSettings:
+        return cls(
+            url=secret("DATABASE_URL", required=True),
+            connect_timeout_s=env_int("DB_CONNECT_TIMEOUT_S", 3, minimum=1, maximum=60),
+            # Keep it below the function's Timeout (the template sets both), so a stuck
+            # query ends with an answer before Lambda kills the invocation.
+            statement_timeout_ms=env_int("DB_STATEMENT_TIMEOUT_MS", 5000, minimum=1, maximum=900_000),
+            prepared_statements=(env_str("DB_PREPARED_STATEMENTS", "true").lower() not in ("false", "0", "no")),
+            application_name=env_str("DB_APPLICATION_NAME")
+            or f"parel-monitoring:{env_str('AWS_LAMBDA_FUNCTION_NAME', 'local')}"[:63],
+        )
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL could not be reached or the work failed; ``reason`` is safe to show."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Database:
+    """A lazily opened, reused connection; use :meth:`run` for every unit of work."""
+
+    def __init__(self, settings: DatabaseSettings) -> None:
+        self.settings = settings
+        self._conn: psycopg.Connection | None = None
+
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(
+            self.settings.url,
+            connect_timeout=self.settings.connect_timeout_s,
+            autocommit=True,
+            application_name=self.settings.application_name,
+            prepare_threshold=5 if self.settings.prepared_statements else None,
+        )
+
+    def connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self.close()
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+
+    def _attempt(self, work: Callable[[psycopg.Connection], T]) -> T:
+        conn = self.connection()
+        with conn.transaction():
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(self.settings.statement_timeout_ms),))
+            return work(conn)
+
+    def run(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """Run ``work(conn)`` in a short transaction; reconnect once if the reused socket was dead."""
+        reused = self._conn is not None and not self._conn.closed
+        try:
+            return self._attempt(work)
+        except psycopg.OperationalError as exc:
+            if not (reused and self._conn is not None and self._conn.broken):
+                self.close()
+                raise DatabaseUnavailable(safe_reason(exc)) from None
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable(safe_reason(exc)) from None
+        # The connection kept from an earlier invocation had died: one fresh attempt.
+        self.close()
+        try:
+            return self._attempt(work)
+        except psycopg.Error as exc:
+            self.close()
+            raise DatabaseUnavailable(safe_reason(exc)) from None
+
+
+_shared: dict[Any, Database] = {}
+
+
+def get_database(settings: DatabaseSettings) -> Database:
+    """The execution environment's :class:`Database` for these settings (created once)."""
+    database = _shared.get(settings)
+    if database is None:
+        database = _shared[settings] = Database(settings)
+    return database

@@ -1,0 +1,81 @@
+"""Database health: a ``SELECT 1`` round trip and the server's connection usage.
+
+In a serverless deployment the meaningful pool is the database server's, so ``pool``
+counts client backends in ``pg_stat_activity`` (active, idle, idle in transaction)
+against ``max_connections``. The monitoring role needs ``pg_monitor`` (or
+``pg_read_all_stats``) to see the state of other roles' sessions; without it those
+sessions still count in ``total`` but not in ``active``/``idle``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from parel_monitoring.db import Database, DatabaseSettings, DatabaseUnavailable
+from parel_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY
+from parel_monitoring.settings import env_float
+
+POOL_QUERY = """
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE state = 'active') AS active,
+       count(*) FILTER (WHERE state = 'idle') AS idle,
+       count(*) FILTER (WHERE state LIKE 'idle in transaction%') AS idle_in_transaction,
+       current_setting('max_connections')::int AS max
+FROM pg_stat_activity
+WHERE backend_type = 'client backend'
+"""
+
+
+@dataclass(frozen=True)
+class DbHealthSettings:
+    database: DatabaseSettings
+    query_threshold_ms: float
+    pool_threshold_pct: float
+
+    @classmethod
+    def from_env(cls) -> DbHealthSettings:
+        return cls(
+            database=DatabaseSettings.from_env(),
+            query_threshold_ms=env_float("DB_QUERY_THRESHOLD_MS", 1000.0, 0.0),
+            pool_threshold_pct=env_float("DB_POOL_THRESHOLD_PCT", 90.0, 0.0, 100.0),
+        )
+
+
+def _measure(conn: Any) -> tuple[float, tuple]:
+    started = time.perf_counter()
+    conn.execute("SELECT 1").fetchone()
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    return elapsed_ms, conn.execute(POOL_QUERY).fetchone()
+
+
+def check_db_health(settings: DbHealthSettings, database: Database) -> dict[str, Any]:
+    threshold = f"{settings.query_threshold_ms:g}ms"
+    try:
+        elapsed_ms, (total, active, idle, idle_in_transaction, max_connections) = database.run(_measure)
+    except DatabaseUnavailable as exc:
+        return {
+            "status": UNHEALTHY,
+            "reason": exc.reason,
+            "query": {"responseTime": None, "threshold": threshold, "healthy": False},
+            "pool": None,
+        }
+    usage_pct = total / max_connections * 100 if max_connections else 0.0
+    query_ok = elapsed_ms < settings.query_threshold_ms
+    pool_ok = usage_pct < settings.pool_threshold_pct
+    return {
+        "status": HEALTHY if query_ok and pool_ok else DEGRADED,
+        "query": {"responseTime": f"{round(elapsed_ms)}ms", "threshold": threshold, "healthy": query_ok},
+        "pool": {
+            "total": total,
+            "active": active,
+            "idle": idle,
+            "idleInTransaction": idle_in_transaction,
+            "max": max_connections,
+            "usagePercent": f"{usage_pct:.2f}",
+            "threshold": f"{settings.pool_threshold_pct:g}%",
+            "healthy": pool_ok,
+        },
+        "responseTimeMs": round(elapsed_ms, 3),
+    }

@@ -1,0 +1,103 @@
+"""Queue health: BullMQ counts per queue, failure rate and high-priority lag.
+
+Failure rate = failed / (completed + failed), over the jobs BullMQ still retains in
+its completed and failed sets (``removeOnComplete``/``removeOnFail`` trim them), across
+all watched queues. Lag = the high-priority queue's jobs ready but not started
+(waiting + prioritized).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from parel_monitoring.bullmq import COUNT_TYPES, QueueSettings, RedisSettings, job_counts
+from parel_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY
+from parel_monitoring.scrub import safe_reason
+from parel_monitoring.settings import ConfigurationError, env_float
+
+
+@dataclass(frozen=True)
+class QueueHealthSettings:
+    redis: RedisSettings
+    queues: QueueSettings
+    lag_warning: float
+    lag_critical: float
+    failure_warning_pct: float
+    failure_critical_pct: float
+
+    @classmethod
+    def from_env(cls) -> QueueHealthSettings:
+        settings = cls(
+            redis=RedisSettings.from_env(),
+            queues=QueueSettings.from_env(),
+            lag_warning=env_float("QUEUE_LAG_WARNING", 50, 0),
+            lag_critical=env_float("QUEUE_LAG_CRITICAL", 100, 0),
+            failure_warning_pct=env_float("QUEUE_FAILURE_WARNING_PCT", 5, 0, 100),
+            failure_critical_pct=env_float("QUEUE_FAILURE_CRITICAL_PCT", 10, 0, 100),
+        )
+        if settings.lag_critical < settings.lag_warning:
+            raise ConfigurationError("QUEUE_LAG_CRITICAL", "must not be below QUEUE_LAG_WARNING")
+        if settings.failure_critical_pct < settings.failure_warning_pct:
+            raise ConfigurationError("QUEUE_FAILURE_CRITICAL_PCT", "must not be below QUEUE_FAILURE_WARNING_PCT")
+        return settings
+
+
+def _status(lag: int, failure_pct: float, settings: QueueHealthSettings) -> str:
+    if lag < settings.lag_warning and failure_pct < settings.failure_warning_pct:
+        return HEALTHY
+    if lag < settings.lag_critical and failure_pct < settings.failure_critical_pct:
+        return DEGRADED
+    return UNHEALTHY
+
+
+def check_queue_health(settings: QueueHealthSettings, client: redis.Redis) -> dict[str, Any]:
+    queue_settings = settings.queues
+    names = list(dict.fromkeys([*queue_settings.queue_names, queue_settings.high_priority_queue]))
+    thresholds = {
+        "highPriorityLag": {"warning": settings.lag_warning, "critical": settings.lag_critical, "current": None},
+        "failureRate": {
+            "warning": settings.failure_warning_pct,
+            "critical": settings.failure_critical_pct,
+            "current": None,
+        },
+    }
+    try:
+        counts = job_counts(client, queue_settings.prefix, names)
+    except redis.RedisError as exc:
+        return {
+            "status": UNHEALTHY,
+            "reason": safe_reason(exc),
+            "queues": [],
+            "summary": None,
+            "thresholds": thresholds,
+        }
+
+    queues = [{"name": name, **counts[name]} for name in names]
+    completed = sum(queue["completed"] for queue in queues)
+    failed = sum(queue["failed"] for queue in queues)
+    failure_pct = failed / (completed + failed) * 100 if completed + failed else 0.0
+    high = counts[queue_settings.high_priority_queue]
+    lag = high["waiting"] + high["prioritized"]
+    status = _status(lag, failure_pct, settings)
+    missing = [queue["name"] for queue in queues if not queue["exists"]]
+    if missing and status == HEALTHY:
+        status = DEGRADED  # usually a misconfigured queue name or prefix
+    thresholds["highPriorityLag"]["current"] = lag
+    thresholds["failureRate"]["current"] = round(failure_pct, 2)
+    result: dict[str, Any] = {
+        "status": status,
+        "queues": queues,
+        "summary": {
+            "totalJobs": sum(queue[key] for queue in queues for key in COUNT_TYPES),
+            "failureRate": f"{failure_pct:.2f}%",
+            "failed": failed,
+            "completed": completed,
+        },
+        "thresholds": thresholds,
+    }
+    if missing:
+        result["missingQueues"] = missing
+    return result
