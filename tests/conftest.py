@@ -4,9 +4,14 @@
 from __future__ import annotations
 
 import logging
+import socket
+import uuid
 
+import psycopg
 import pytest
+from psycopg import sql
 
+import services
 from parel_monitoring import correlation, logs
 
 # Settings the code reads; cleared so the developer's shell cannot change a test's outcome.
@@ -31,3 +36,38 @@ def isolated_settings(monkeypatch):
                 logger.__dict__.pop(attribute, None)
     logs.bind_invocation()
     yield
+
+
+# Real services (integration and e2e tiers): a missing one is a failure, not a skip.
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    url, _ = services.postgres_url()
+    return url
+
+
+@pytest.fixture
+def database_url(pg_admin_url):
+    """A database of this test's own, dropped afterwards (with whatever still connects to it)."""
+    name = f"parel_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield pg_admin_url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def password_protected_postgres() -> str:
+    """A throwaway server that really checks passwords (the shared one trusts everyone)."""
+    url, _ = services.start_throwaway_postgres(password="right-Pa55word")
+    return url
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

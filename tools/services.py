@@ -77,8 +77,11 @@ def postgres_url() -> tuple[str, str]:
     return _locate("PostgreSQL", "DATABASE_URL", DEFAULT_POSTGRES_URL, start_throwaway_postgres)
 
 
-def start_throwaway_postgres() -> tuple[str, str]:
-    """Start a PostgreSQL server in a temporary directory; it stops at exit."""
+def start_throwaway_postgres(password: str | None = None) -> tuple[str, str]:
+    """Start a PostgreSQL server in a temporary directory; it stops at exit.
+
+    With ``password``, the ``postgres`` role needs it (scram-sha-256) instead of trust auth.
+    """
     initdb, pg_ctl = _find_binary("initdb"), _find_binary("pg_ctl")
     if not (initdb and pg_ctl):
         raise ServiceUnavailable(
@@ -92,17 +95,27 @@ def start_throwaway_postgres() -> tuple[str, str]:
     if os.geteuid() == 0:
         shutil.chown(data_dir, "postgres", "postgres")
         prefix = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*prefix, initdb, "-D", data_dir, "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
+    auth = ["-A", "trust"]
+    if password:
+        password_file = os.path.join(data_dir, "pwfile")
+        with open(password_file, "w") as file:
+            file.write(password + "\n")
+        if prefix:
+            shutil.chown(password_file, "postgres", "postgres")
+        auth = ["-A", "scram-sha-256", f"--pwfile={password_file}"]
+    data = os.path.join(data_dir, "data")
+    subprocess.run([*prefix, initdb, "-D", data, *auth, "-U", "postgres"], check=True, capture_output=True)
     options = f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*prefix, pg_ctl, "-D", data_dir, "-o", options, "-l", f"{data_dir}/log", "-w", "start"], check=True)
+    subprocess.run([*prefix, pg_ctl, "-D", data, "-o", options, "-l", f"{data_dir}/log", "-w", "start"], check=True)
     atexit.register(
         lambda: (
-            subprocess.run([*prefix, pg_ctl, "-D", data_dir, "-m", "immediate", "stop"], capture_output=True),
+            subprocess.run([*prefix, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True),
             shutil.rmtree(data_dir, ignore_errors=True),
         )
     )
     _wait_listening(port, "PostgreSQL")
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres", f"throwaway server in {data_dir}"
+    user = f"postgres:{password}" if password else "postgres"
+    return f"postgresql://{user}@127.0.0.1:{port}/postgres", f"throwaway server in {data_dir}"
 
 
 def redis_url() -> tuple[str, str]:

@@ -14,7 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 # the light ``botocore`` package itself (0.3 ms), which the Lambda runtime already has.
 HEAVY = {"psycopg", "redis", "requests", "boto3", "botocore.session", "sentry_sdk", "urllib3"}
 # Heavy libraries each function genuinely needs (everything else must stay unimported).
-NEEDS: dict[str, set[str]] = {"HealthAppFunction": set()}
+NEEDS: dict[str, set[str]] = {
+    "HealthAppFunction": set(),
+    "HealthDbFunction": {"psycopg"},
+    "HealthQueueFunction": {"redis"},
+    "HealthFunction": {"psycopg", "redis"},
+}
 
 
 def functions():

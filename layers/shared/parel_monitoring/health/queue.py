@@ -16,15 +16,15 @@ import redis
 from parel_monitoring.bullmq import COUNT_TYPES, QueueSettings, RedisSettings, job_counts
 from parel_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY
 from parel_monitoring.scrub import safe_reason
-from parel_monitoring.settings import ConfigurationError, env_float
+from parel_monitoring.settings import ConfigurationError, env_float, env_int
 
 
 @dataclass(frozen=True)
 class QueueHealthSettings:
     redis: RedisSettings
     queues: QueueSettings
-    lag_warning: float
-    lag_critical: float
+    lag_warning: int
+    lag_critical: int
     failure_warning_pct: float
     failure_critical_pct: float
 
@@ -33,8 +33,8 @@ class QueueHealthSettings:
         settings = cls(
             redis=RedisSettings.from_env(),
             queues=QueueSettings.from_env(),
-            lag_warning=env_float("QUEUE_LAG_WARNING", 50, 0),
-            lag_critical=env_float("QUEUE_LAG_CRITICAL", 100, 0),
+            lag_warning=env_int("QUEUE_LAG_WARNING", 50, 0),
+            lag_critical=env_int("QUEUE_LAG_CRITICAL", 100, 0),
             failure_warning_pct=env_float("QUEUE_FAILURE_WARNING_PCT", 5, 0, 100),
             failure_critical_pct=env_float("QUEUE_FAILURE_CRITICAL_PCT", 10, 0, 100),
         )
