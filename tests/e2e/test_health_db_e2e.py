@@ -97,3 +97,11 @@ def test_aggregate_reports_each_component_and_the_worst_status(start_function, d
     assert draft["checks"]["bullmq:failureRate"][0]["status"] == "fail"
     for entries in draft["checks"].values():
         assert all({"observedValue", "observedUnit", "status", "time"} <= set(entry) for entry in entries)
+
+
+def test_unknown_query_parameters_are_ignored(start_function, database_url):
+    event = load_event(
+        "health-db", rawQueryString="verbose=1&dryRun=maybe", queryStringParameters={"verbose": "1", "dryRun": "maybe"}
+    )
+    result = start_function("HealthDbFunction", DATABASE_URL=database_url).invoke(event)
+    assert result.payload["statusCode"] == 200 and body(result)["status"] == "healthy"

@@ -29,7 +29,9 @@ _REPLIES_PER_QUEUE = 2 * len(_LISTS) + 1 + len(_SORTED_SETS) + 2
 # Queue names: no key separator (BullMQ rejects ":" too), no whitespace, no hash-tag braces,
 # so a configured name can never address keys outside its own queue.
 _QUEUE_NAME = re.compile(r"[^\s:{}]{1,200}")
-_PREFIX = re.compile(r"\{?[A-Za-z0-9_.\-]{1,100}\}?")
+# A plain prefix ("bull") or a whole {hash-tag} one ("{bull}", for Redis Cluster). No ":":
+# a prefix like "bull:default" would alias another queue's keys.
+_PREFIX = re.compile(r"\{[A-Za-z0-9_.\-]{1,98}\}|[A-Za-z0-9_.\-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,9 @@ _clients: dict[RedisSettings, redis.Redis] = {}
 def get_redis(settings: RedisSettings) -> redis.Redis:
     """The execution environment's client (created once; reconnects by itself).
 
-    One retry without backoff: enough to replace a socket that died between
-    invocations, and still an answer within connect + socket timeout when Redis is down.
+    One retry without backoff, on connection errors only: enough to replace a socket that
+    died between invocations, and still an answer within connect + socket timeout when
+    Redis is down or hangs.
     """
     client = _clients.get(settings)
     if client is None:
@@ -88,7 +91,8 @@ def get_redis(settings: RedisSettings) -> redis.Redis:
             settings.url,
             socket_connect_timeout=settings.connect_timeout_s,
             socket_timeout=settings.socket_timeout_s,
-            retry=Retry(NoBackoff(), 1),
+            # Retry a dropped connection at once; a timeout is not retried (answer within the bound).
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
             client_name="parel-monitoring",
         )
     return client

@@ -83,8 +83,10 @@ def check_queue_health(settings: QueueHealthSettings, client: redis.Redis) -> di
     lag = high["waiting"] + high["prioritized"]
     status = _status(lag, failure_pct, settings)
     missing = [queue["name"] for queue in queues if not queue["exists"]]
-    if missing and status == HEALTHY:
-        status = DEGRADED  # usually a misconfigured queue name or prefix
+    # A missing queue usually means a wrong name or prefix; a paused high-priority queue
+    # holds its ready jobs in `paused`, outside the lag, so neither may look healthy.
+    if status == HEALTHY and (missing or high["isPaused"]):
+        status = DEGRADED
     thresholds["highPriorityLag"]["current"] = lag
     thresholds["failureRate"]["current"] = round(failure_pct, 2)
     result: dict[str, Any] = {
@@ -100,4 +102,7 @@ def check_queue_health(settings: QueueHealthSettings, client: redis.Redis) -> di
     }
     if missing:
         result["missingQueues"] = missing
+    paused = [queue["name"] for queue in queues if queue["isPaused"]]
+    if paused:
+        result["pausedQueues"] = paused
     return result

@@ -1,0 +1,272 @@
+"""job_counts() against what bullmq 5 itself reports, on real queue states made by real BullMQ (Node).
+
+Every state is built with tests/bullmq/scenario.mjs on the shared Redis under a prefix of
+its own (``bt-<uuid8>``, deleted afterwards); each check compares our reading with Node's
+``queue.getJobCounts()`` / ``isPaused()`` / ``getWaitingCount()`` on the same keys, and with
+the numbers the scenario was asked to produce (so a scenario that did nothing cannot pass).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import redis
+
+import services
+from bullmq_scenario import REDIS_URL, cleanup, node_state, prefix_keys, run_scenario, unique_prefix
+from parel_monitoring.bullmq import COUNT_TYPES, QueueSettings, job_counts
+from parel_monitoring.settings import ConfigurationError
+
+pytestmark = pytest.mark.integration
+
+ZERO = dict.fromkeys(COUNT_TYPES, 0)
+
+
+@pytest.fixture(scope="module")
+def client():
+    connection = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+    assert connection.ping(), f"Redis at {REDIS_URL} does not answer"
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def prefix():
+    name = unique_prefix()
+    yield name
+    cleanup(name)
+
+
+def counts_only(reading: dict[str, Any]) -> dict[str, int]:
+    return {key: reading[key] for key in COUNT_TYPES}
+
+
+def assert_same_as_node(
+    client: redis.Redis, prefix: str, queue: str, expected: dict[str, int], redis_url: str = REDIS_URL
+) -> dict[str, Any]:
+    """job_counts() == Node's getJobCounts() (8 types), isPaused(), getWaitingCount(); and == ``expected``."""
+    ours = job_counts(client, prefix, [queue])[queue]
+    node = node_state(prefix, queue, redis_url)
+    assert set(node["jobCounts"]) == set(COUNT_TYPES), f"bullmq reports other types: {sorted(node['jobCounts'])}"
+    assert counts_only(ours) == node["jobCounts"], f"{prefix}:{queue}: job_counts differs from bullmq getJobCounts()"
+    assert ours["isPaused"] is node["isPaused"], f"{prefix}:{queue}: isPaused differs from bullmq isPaused()"
+    assert ours["waiting"] + ours["paused"] == node["waitingCount"], "waiting+paused differs from getWaitingCount()"
+    assert counts_only(ours) == {**ZERO, **expected}, "the scenario did not produce the requested state"
+    return ours
+
+
+# --------------------------------------------------------------------------- states
+
+
+def test_a_completed_and_failed_by_a_worker_plus_waiting_delayed_prioritized(client, prefix):
+    made = run_scenario("populate", prefix, "mixed", completed=4, failed=3, waiting=5, delayed=2, prioritized=3)
+    assert len(made["ids"]["completed"]) == 4 and len(made["ids"]["failed"]) == 3
+    ours = assert_same_as_node(
+        client, prefix, "mixed", {"completed": 4, "failed": 3, "waiting": 5, "delayed": 2, "prioritized": 3}
+    )
+    assert ours["exists"] is True and ours["isPaused"] is False
+
+
+def test_b_worker_killed_with_jobs_still_active(client, prefix):
+    run_scenario("populate", prefix, "crashy", completed=2)
+    crashed = run_scenario(
+        "crash-active", prefix, "crashy", count=3, lock_duration=300, kill="SIGKILL", allowed_returncodes=(-9,)
+    )
+    assert sorted(crashed["active"]) == sorted(crashed["ids"]) and len(crashed["ids"]) == 3
+    assert_same_as_node(client, prefix, "crashy", {"active": 3, "completed": 2})
+
+    # Once the dead worker's locks have expired the jobs are still "active" for bullmq (until a
+    # stalled check moves them); the reading must not change either.
+    lock_keys = [f"{prefix}:crashy:{job_id}:lock" for job_id in crashed["ids"]]
+    deadline = time.monotonic() + 10
+    while client.exists(*lock_keys) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.exists(*lock_keys) == 0, "the locks of the killed worker did not expire"
+    assert_same_as_node(client, prefix, "crashy", {"active": 3, "completed": 2})
+
+
+def test_c_delayed_only(client, prefix):
+    run_scenario("populate", prefix, "later", delayed=4, delay_ms=3_600_000)
+    ours = assert_same_as_node(client, prefix, "later", {"delayed": 4})
+    assert ours["exists"] is True
+
+
+def test_d_prioritized_and_waiting(client, prefix):
+    run_scenario("populate", prefix, "prio", waiting=2, prioritized=6)
+    assert_same_as_node(client, prefix, "prio", {"waiting": 2, "prioritized": 6})
+
+
+def test_e_paused_queue_with_jobs_added_while_paused_then_resumed(client, prefix):
+    run_scenario("populate", prefix, "pp", completed=1, waiting=3, delayed=1, prioritized=2)
+    assert_same_as_node(client, prefix, "pp", {"completed": 1, "waiting": 3, "delayed": 1, "prioritized": 2})
+
+    assert run_scenario("pause", prefix, "pp")["isPaused"] is True
+    paused = assert_same_as_node(client, prefix, "pp", {"completed": 1, "paused": 3, "delayed": 1, "prioritized": 2})
+    assert paused["isPaused"] is True
+
+    run_scenario("populate", prefix, "pp", waiting=4, prioritized=1)  # added while paused
+    assert_same_as_node(client, prefix, "pp", {"completed": 1, "paused": 7, "delayed": 1, "prioritized": 3})
+
+    assert run_scenario("resume", prefix, "pp")["isPaused"] is False
+    resumed = assert_same_as_node(client, prefix, "pp", {"completed": 1, "waiting": 7, "delayed": 1, "prioritized": 3})
+    assert resumed["isPaused"] is False
+
+
+def test_e_paused_queue_without_jobs_exists(client, prefix):
+    run_scenario("pause", prefix, "idle")
+    ours = assert_same_as_node(client, prefix, "idle", {})
+    assert ours["isPaused"] is True and ours["exists"] is True  # only the meta hash exists
+
+
+def test_f_waiting_children(client, prefix):
+    flow = run_scenario("waiting-children", prefix, "parents", count=2, children=3, child_queue="kids")
+    assert len(flow["parents"]) == 2
+    assert_same_as_node(client, prefix, "parents", {"waiting-children": 2})
+    assert_same_as_node(client, prefix, "kids", {"waiting": 6})
+
+    run_scenario("waiting-children", prefix, "family", count=1, children=2)  # children in the parent's queue
+    assert_same_as_node(client, prefix, "family", {"waiting-children": 1, "waiting": 2})
+
+
+def test_g_queue_that_does_not_exist_reads_zero_and_creates_nothing(client, prefix):
+    run_scenario("populate", prefix, "real", waiting=1)
+    keys_before = prefix_keys(prefix)
+    assert keys_before and all(key.startswith(f"{prefix}:real:") for key in keys_before)
+
+    readings = job_counts(client, prefix, ["ghost", "real"])
+    assert counts_only(readings["ghost"]) == ZERO
+    assert readings["ghost"]["exists"] is False and readings["ghost"]["isPaused"] is False
+    assert readings["real"]["exists"] is True and readings["real"]["waiting"] == 1
+    assert prefix_keys(prefix) == keys_before, "job_counts created keys"
+
+    assert node_state(prefix, "ghost") == {
+        "command": "counts",
+        "queue": "ghost",
+        "jobCounts": ZERO,
+        "isPaused": False,
+        "waitingCount": 0,
+    }
+    assert prefix_keys(prefix) == keys_before
+
+
+def test_hash_tag_prefix(client):
+    prefix = "{" + unique_prefix() + "}"
+    try:
+        run_scenario("populate", prefix, "tagged", completed=2, failed=1, waiting=2, delayed=1, prioritized=2)
+        keys = prefix_keys(prefix)
+        assert keys and all(key.startswith(prefix + ":tagged:") for key in keys)
+        assert_same_as_node(
+            client, prefix, "tagged", {"completed": 2, "failed": 1, "waiting": 2, "delayed": 1, "prioritized": 2}
+        )
+        run_scenario("pause", prefix, "tagged")
+        paused = assert_same_as_node(
+            client, prefix, "tagged", {"completed": 2, "failed": 1, "paused": 2, "delayed": 1, "prioritized": 2}
+        )
+        assert paused["isPaused"] is True
+    finally:
+        cleanup(prefix)
+    assert prefix_keys(prefix) == []
+
+
+# --------------------------------------------------------------------------- one round trip
+
+
+@pytest.fixture(scope="module")
+def private_redis():
+    """A Redis server of our own: INFO commandstats is server-wide, and the shared one has other clients."""
+    url, _ = services.start_throwaway_redis()
+    return url
+
+
+def _calls(connection: redis.Redis) -> dict[str, int]:
+    return {name.removeprefix("cmdstat_"): stat["calls"] for name, stat in connection.info("commandstats").items()}
+
+
+def test_twenty_queues_in_one_round_trip(private_redis):
+    prefix = unique_prefix()
+    queues = [f"q{index:02d}" for index in range(20)]
+    populated = {"q00": {"waiting": 3}, "q03": {"delayed": 2, "prioritized": 1}, "q07": {"completed": 2, "failed": 1}}
+    for queue, options in populated.items():
+        run_scenario("populate", prefix, queue, private_redis, **options)
+    run_scenario("pause", prefix, "q11", private_redis)
+
+    connection = redis.Redis.from_url(private_redis, socket_timeout=5)
+    try:
+        assert connection.ping()  # connect (and the client's handshake) before the first snapshot
+        before = _calls(connection)
+        connections_before = connection.info("stats")["total_connections_received"]
+        readings = job_counts(connection, prefix, queues)
+        after = _calls(connection)
+        connections_after = connection.info("stats")["total_connections_received"]
+    finally:
+        connection.close()
+
+    delta = {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
+    delta.pop("info")  # the snapshots themselves
+    per_queue = {"llen": 3, "lindex": 2, "zcard": 5, "hexists": 1, "exists": 1}  # wait, paused, active, 5 zsets, meta
+    assert delta == {"multi": 1, "exec": 1, **{name: 20 * calls for name, calls in per_queue.items()}}, (
+        "job_counts should be one MULTI/EXEC with 12 reads per queue (and nothing else)"
+    )
+    assert connections_after == connections_before, "job_counts opened another connection"
+    assert list(readings) == queues
+
+    for queue in queues:
+        expected = populated.get(queue, {})
+        assert counts_only(readings[queue]) == {**ZERO, **expected}, queue
+        assert readings[queue]["exists"] is (queue in populated or queue == "q11"), queue
+        assert readings[queue]["isPaused"] is (queue == "q11"), queue
+
+    def node_reading(queue):
+        return queue, node_state(prefix, queue, private_redis)
+
+    compared = [*populated, "q11", "q19"]  # the other empty queues read like q19
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        nodes = dict(pool.map(node_reading, compared))
+    for queue in compared:
+        assert counts_only(readings[queue]) == nodes[queue]["jobCounts"], queue
+        assert readings[queue]["isPaused"] is nodes[queue]["isPaused"], queue
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _queue_env(monkeypatch, **env: str) -> None:
+    for name in ("BULLMQ_PREFIX", "QUEUE_NAMES", "HIGH_PRIORITY_QUEUE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize("names", ["a:b", "{x}", "has space", "default,a:b", "default,x{y", "tab\tname", "x}"])
+def test_queue_names_that_could_leave_their_keys_are_rejected(monkeypatch, names):
+    _queue_env(monkeypatch, QUEUE_NAMES=names)
+    with pytest.raises(ConfigurationError) as caught:
+        QueueSettings.from_env()
+    assert caught.value.variable == "QUEUE_NAMES"
+    assert names not in str(caught.value)
+
+
+@pytest.mark.parametrize("prefix", ["a:b", "bull:", "a b", "{x}:y", "{a}{b}", "*"])
+def test_prefixes_that_could_leave_their_keys_are_rejected(monkeypatch, prefix):
+    _queue_env(monkeypatch, BULLMQ_PREFIX=prefix, QUEUE_NAMES="default")
+    with pytest.raises(ConfigurationError) as caught:
+        QueueSettings.from_env()
+    assert caught.value.variable == "BULLMQ_PREFIX"
+
+
+def test_high_priority_queue_name_is_checked_too(monkeypatch):
+    _queue_env(monkeypatch, QUEUE_NAMES="default", HIGH_PRIORITY_QUEUE="hp:x")
+    with pytest.raises(ConfigurationError) as caught:
+        QueueSettings.from_env()
+    assert caught.value.variable == "HIGH_PRIORITY_QUEUE"
+
+
+def test_valid_settings_including_a_hash_tag_prefix(monkeypatch):
+    _queue_env(monkeypatch, BULLMQ_PREFIX="{bt-1234}", QUEUE_NAMES=" high-priority, default ,default,low-priority,")
+    settings = QueueSettings.from_env()
+    assert settings.prefix == "{bt-1234}"
+    assert settings.queue_names == ("high-priority", "default", "low-priority")
+    assert settings.high_priority_queue == "high-priority"

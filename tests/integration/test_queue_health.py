@@ -1,0 +1,291 @@
+"""check_queue_health() on real BullMQ queue states (made by bullmq 5 through scenario.mjs).
+
+Lag = the high-priority queue's waiting + prioritized jobs (warning 50, critical 100);
+failure rate = failed / (completed + failed) over every watched queue (warning 5 %,
+critical 10 %); a watched queue that does not exist makes a healthy result degraded.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from bullmq_scenario import REDIS_URL, cleanup, node_counts, prefix_keys, run_scenario, unique_prefix
+from parel_monitoring import scrub
+from parel_monitoring.bullmq import COUNT_TYPES, get_redis
+from parel_monitoring.health.queue import QueueHealthSettings, check_queue_health
+from parel_monitoring.settings import ConfigurationError
+
+pytestmark = pytest.mark.integration
+
+HP = "high-priority"
+SETTING_VARIABLES = (
+    "REDIS_URL", "REDIS_URL_SECRET_ARN", "REDIS_URL_PARAMETER", "REDIS_CONNECT_TIMEOUT_S", "REDIS_SOCKET_TIMEOUT_S",
+    "BULLMQ_PREFIX", "QUEUE_NAMES", "HIGH_PRIORITY_QUEUE", "QUEUE_LAG_WARNING", "QUEUE_LAG_CRITICAL",
+    "QUEUE_FAILURE_WARNING_PCT", "QUEUE_FAILURE_CRITICAL_PCT",
+)  # fmt: skip
+
+
+@pytest.fixture
+def prefix():
+    name = unique_prefix()
+    yield name
+    cleanup(name)
+
+
+@pytest.fixture
+def configure(monkeypatch):
+    """``configure(prefix, QUEUE_NAMES=..., ...)`` -> QueueHealthSettings.from_env() with only those variables."""
+    # secret() remembers REDIS_URL for redaction; keep that out of the other tests.
+    monkeypatch.setattr(scrub, "_known_secrets", set(scrub._known_secrets))
+
+    def configure(prefix: str, **env: str) -> QueueHealthSettings:
+        for name in SETTING_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        defaults = {"REDIS_URL": REDIS_URL, "BULLMQ_PREFIX": prefix, "QUEUE_NAMES": HP, "HIGH_PRIORITY_QUEUE": HP}
+        for name, value in {**defaults, **env}.items():
+            monkeypatch.setenv(name, str(value))
+        return QueueHealthSettings.from_env()
+
+    return configure
+
+
+def check(settings: QueueHealthSettings) -> dict:
+    return check_queue_health(settings, get_redis(settings.redis))
+
+
+# --------------------------------------------------------------------------- healthy, and the response
+
+
+def test_healthy_with_every_field(configure, prefix):
+    run_scenario("populate", prefix, HP, completed=54, failed=1, waiting=10, delayed=3, prioritized=5)
+    run_scenario("populate", prefix, "default", completed=500, waiting=200)  # lag counts only on high-priority
+    result = check(configure(prefix, QUEUE_NAMES=f"{HP},default"))
+
+    assert result["status"] == "healthy"
+    assert [queue["name"] for queue in result["queues"]] == [HP, "default"]
+    for queue in result["queues"]:
+        assert {key: queue[key] for key in COUNT_TYPES} == node_counts(prefix, queue["name"])
+        assert queue["exists"] is True and queue["isPaused"] is False
+    high = result["queues"][0]
+    assert (high["waiting"], high["prioritized"], high["delayed"], high["completed"], high["failed"]) == (
+        10,
+        5,
+        3,
+        54,
+        1,
+    )
+    # 1 failed of 555 finished jobs = 0.18 %; 54+1+10+3+5 + 500+200 jobs in all
+    assert result["summary"] == {"totalJobs": 773, "failureRate": "0.18%", "failed": 1, "completed": 554}
+    assert result["thresholds"] == {
+        "highPriorityLag": {"warning": 50, "critical": 100, "current": 15},
+        "failureRate": {"warning": 5, "critical": 10, "current": 0.18},
+    }
+    assert "missingQueues" not in result and "reason" not in result
+
+
+def test_idle_queue_is_healthy_with_zero_rate(configure, prefix):
+    run_scenario("pause", prefix, HP)
+    run_scenario("resume", prefix, HP)  # exists (meta hash) but has never had a job
+    result = check(configure(prefix))
+    assert result["status"] == "healthy"
+    assert result["summary"] == {"totalJobs": 0, "failureRate": "0.00%", "failed": 0, "completed": 0}
+    assert result["thresholds"]["failureRate"]["current"] == 0
+
+
+# --------------------------------------------------------------------------- lag
+
+
+@pytest.mark.parametrize(
+    ("waiting", "prioritized", "status"),
+    [
+        (49, 0, "healthy"),
+        (30, 20, "degraded"),  # 50: waiting and prioritized both count
+        (60, 39, "degraded"),  # 99
+        (100, 0, "unhealthy"),
+        (0, 120, "unhealthy"),
+    ],
+)
+def test_high_priority_lag(configure, prefix, waiting, prioritized, status):
+    run_scenario("populate", prefix, HP, waiting=waiting, prioritized=prioritized)
+    result = check(configure(prefix))
+    assert result["status"] == status
+    assert result["thresholds"]["highPriorityLag"]["current"] == waiting + prioritized
+    assert result["summary"]["failureRate"] == "0.00%"
+
+
+def test_delayed_and_paused_jobs_and_other_queues_are_not_lag(configure, prefix):
+    run_scenario("populate", prefix, HP, delayed=150)
+    run_scenario("populate", prefix, "default", waiting=150)
+    run_scenario("populate", prefix, "bulk", waiting=120)
+    run_scenario("pause", prefix, "bulk")
+    result = check(configure(prefix, QUEUE_NAMES=f"{HP},default,bulk"))
+    assert result["status"] == "healthy"
+    assert result["thresholds"]["highPriorityLag"]["current"] == 0
+    assert result["summary"]["totalJobs"] == 420
+    bulk = result["queues"][2]
+    assert (bulk["name"], bulk["paused"], bulk["waiting"], bulk["isPaused"]) == ("bulk", 120, 0, True)
+
+
+# --------------------------------------------------------------------------- failure rate
+
+
+@pytest.mark.parametrize(
+    ("finished", "status", "rate"),
+    [
+        ({HP: (96, 4)}, "healthy", "4.00%"),
+        ({HP: (95, 5)}, "degraded", "5.00%"),
+        ({HP: (50, 0), "default": (44, 6)}, "degraded", "6.00%"),  # summed over the watched queues
+        ({HP: (90, 10)}, "unhealthy", "10.00%"),
+        ({HP: (40, 2), "default": (48, 10)}, "unhealthy", "12.00%"),
+    ],
+)
+def test_failure_rate(configure, prefix, finished, status, rate):
+    for queue, (completed, failed) in finished.items():
+        run_scenario("populate", prefix, queue, completed=completed, failed=failed)
+    result = check(configure(prefix, QUEUE_NAMES=",".join(finished)))
+    assert result["status"] == status
+    assert result["summary"]["failureRate"] == rate
+    assert result["thresholds"]["failureRate"]["current"] == float(rate.rstrip("%"))
+    assert result["summary"]["failed"] == sum(failed for _, failed in finished.values())
+    assert result["summary"]["totalJobs"] == 100
+
+
+def test_failure_rate_rounds_to_two_decimals(configure, prefix):
+    run_scenario("populate", prefix, HP, completed=599, failed=1)  # 1/600 = 0.1666... %
+    result = check(configure(prefix))
+    assert result["summary"]["failureRate"] == "0.17%"
+    assert result["thresholds"]["failureRate"]["current"] == 0.17
+    assert result["status"] == "healthy"
+
+
+# --------------------------------------------------------------------------- missing queues
+
+
+def test_missing_queue_degrades_a_healthy_result(configure, prefix):
+    run_scenario("populate", prefix, HP, completed=3, waiting=2)
+    run_scenario("populate", prefix, "default", waiting=1)
+    keys_before = prefix_keys(prefix)
+    result = check(configure(prefix, QUEUE_NAMES=f"{HP},default,ghost"))
+    assert result["status"] == "degraded"
+    assert result["missingQueues"] == ["ghost"]
+    ghost = result["queues"][2]
+    assert ghost["name"] == "ghost" and ghost["exists"] is False
+    assert all(ghost[key] == 0 for key in COUNT_TYPES)
+    assert prefix_keys(prefix) == keys_before, "the health check created keys"
+
+
+def test_missing_high_priority_queue_is_listed(configure, prefix):
+    run_scenario("populate", prefix, "default", waiting=1)
+    result = check(configure(prefix, QUEUE_NAMES="default", HIGH_PRIORITY_QUEUE="hp-typo"))
+    assert result["status"] == "degraded"
+    assert [queue["name"] for queue in result["queues"]] == ["default", "hp-typo"]
+    assert result["missingQueues"] == ["hp-typo"]
+
+
+def test_missing_queue_does_not_soften_an_unhealthy_result(configure, prefix):
+    run_scenario("populate", prefix, HP, waiting=100)
+    result = check(configure(prefix, QUEUE_NAMES=f"{HP},ghost"))
+    assert result["status"] == "unhealthy"
+    assert result["missingQueues"] == ["ghost"]
+
+
+def test_wrong_prefix_makes_every_queue_missing(configure, prefix):
+    run_scenario("populate", prefix, HP, waiting=1)
+    result = check(configure(prefix + "-typo"))
+    assert result["status"] == "degraded"
+    assert result["missingQueues"] == [HP]
+
+
+# --------------------------------------------------------------------------- thresholds from the environment
+
+
+def test_lag_thresholds_from_the_environment(configure, prefix):
+    run_scenario("populate", prefix, HP, waiting=4, prioritized=2)
+    env = {"QUEUE_LAG_WARNING": "5", "QUEUE_LAG_CRITICAL": "8"}
+    result = check(configure(prefix, **env))
+    assert result["status"] == "degraded"
+    assert result["thresholds"]["highPriorityLag"] == {"warning": 5, "critical": 8, "current": 6}
+
+    run_scenario("populate", prefix, HP, waiting=2)
+    assert check(configure(prefix, **env))["status"] == "unhealthy"  # 8
+    assert check(configure(prefix, QUEUE_LAG_WARNING="20", QUEUE_LAG_CRITICAL="30"))["status"] == "healthy"
+
+
+def test_failure_thresholds_from_the_environment(configure, prefix):
+    run_scenario("populate", prefix, HP, completed=197, failed=3)  # 1.5 %
+    env = {"QUEUE_FAILURE_WARNING_PCT": "1", "QUEUE_FAILURE_CRITICAL_PCT": "2.5"}
+    result = check(configure(prefix, **env))
+    assert result["status"] == "degraded"
+    assert result["summary"]["failureRate"] == "1.50%"
+    assert result["thresholds"]["failureRate"] == {"warning": 1, "critical": 2.5, "current": 1.5}
+    assert (
+        check(configure(prefix, QUEUE_FAILURE_WARNING_PCT="0.5", QUEUE_FAILURE_CRITICAL_PCT="1.5"))["status"]
+        == "unhealthy"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"QUEUE_LAG_WARNING": "60", "QUEUE_LAG_CRITICAL": "40"}, "QUEUE_LAG_CRITICAL"),
+        ({"QUEUE_LAG_WARNING": "many"}, "QUEUE_LAG_WARNING"),
+        ({"QUEUE_LAG_CRITICAL": "-1"}, "QUEUE_LAG_CRITICAL"),
+        ({"QUEUE_FAILURE_WARNING_PCT": "101"}, "QUEUE_FAILURE_WARNING_PCT"),
+        ({"QUEUE_FAILURE_WARNING_PCT": "8", "QUEUE_FAILURE_CRITICAL_PCT": "6"}, "QUEUE_FAILURE_CRITICAL_PCT"),
+        ({"QUEUE_NAMES": " , "}, "QUEUE_NAMES"),
+        ({"REDIS_URL": ""}, "REDIS_URL"),
+    ],
+)
+def test_bad_threshold_settings_name_the_variable(configure, env, variable):
+    with pytest.raises(ConfigurationError) as caught:
+        configure("bt-unused", **env)
+    assert caught.value.variable == variable
+
+
+# --------------------------------------------------------------------------- Redis down
+
+
+def test_redis_down_is_unhealthy_quickly_without_the_url(configure):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    url = f"redis://:s3cret-pass@127.0.0.1:{closed}/0"
+    settings = configure("bt-down", REDIS_URL=url, QUEUE_NAMES=f"{HP},default")
+
+    started = time.perf_counter()
+    result = check_queue_health(settings, get_redis(settings.redis))
+    elapsed = time.perf_counter() - started
+
+    assert elapsed < 2.5, f"answered after {elapsed:.2f} s"
+    assert result["status"] == "unhealthy"
+    reason = result["reason"]
+    assert reason and reason.startswith("ConnectionError")
+    assert "://" not in reason and "s3cret-pass" not in reason and url not in reason
+    assert result["queues"] == [] and result["summary"] is None
+    assert result["thresholds"]["highPriorityLag"] == {"warning": 50, "critical": 100, "current": None}
+
+
+def test_redis_that_accepts_but_never_answers_is_unhealthy_within_the_socket_timeout(configure):
+    """A hung Redis is not retried: the answer comes after one socket timeout (2 s), not two."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        settings = configure("bt-hang", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+        started = time.perf_counter()
+        result = check_queue_health(settings, get_redis(settings.redis))
+        elapsed = time.perf_counter() - started
+    assert result["status"] == "unhealthy" and result["reason"].startswith("TimeoutError")
+    assert elapsed < 2.5, f"answered after {elapsed:.2f} s"
+
+
+def test_a_paused_high_priority_queue_is_not_healthy(configure, prefix):
+    run_scenario("populate", prefix, HP, waiting=5)
+    run_scenario("pause", prefix, HP)
+    result = check(configure(prefix))
+    assert result["status"] == "degraded"
+    assert result["pausedQueues"] == [HP]
+    assert result["thresholds"]["highPriorityLag"]["current"] == 0  # its jobs sit in `paused`
