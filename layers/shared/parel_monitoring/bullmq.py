@@ -8,7 +8,7 @@ queue's ready jobs count as ``paused``, not ``waiting`` (``getWaitingCount()`` i
 Node adds both). Prioritized jobs sit in their own sorted set, also while paused.
 
 :func:`job_counts` reproduces Node's ``queue.getJobCounts()`` for any number of
-queues in one round trip (one MULTI/EXEC pipeline, no ``KEYS``, read-only).
+queues in one round trip (one read-only Lua script, no ``KEYS`` command).
 """
 
 from __future__ import annotations
@@ -23,9 +23,6 @@ import redis
 from parel_monitoring.settings import ConfigurationError, env_float, env_str, secret
 
 COUNT_TYPES = ("waiting", "active", "completed", "failed", "delayed", "prioritized", "paused", "waiting-children")
-_LISTS = ("wait", "paused")  # LLEN + tail (BullMQ discounts a legacy "0:" marker at the tail)
-_SORTED_SETS = ("completed", "failed", "delayed", "prioritized", "waiting-children")
-_REPLIES_PER_QUEUE = 2 * len(_LISTS) + 1 + len(_SORTED_SETS) + 2
 # Queue names: no key separator (BullMQ rejects ":" too), no whitespace, no hash-tag braces,
 # so a configured name can never address keys outside its own queue.
 _QUEUE_NAME = re.compile(r"[^\s:{}]{1,200}")
@@ -102,41 +99,53 @@ def queue_key(prefix: str, queue: str, key_type: str) -> str:
     return f"{prefix}:{queue}:{key_type}"
 
 
-def _list_count(length: int, tail: Any) -> int:
-    if isinstance(tail, bytes) and tail.startswith(b"0:"):  # BullMQ 4 marker, skipped by getCounts
-        return max(length - 1, 0)
-    return length
+# Counts of many queues in one call, like BullMQ's own getCounts-1.lua (read-only).
+# KEYS: for each queue, the 9 keys of _SCRIPT_KEY_TYPES in that order.
+_COUNTS_LUA = """
+local function list_count(key)
+  local n = redis.call('LLEN', key)
+  if n > 0 then
+    local tail = redis.call('LINDEX', key, -1)
+    if tail and string.sub(tail, 1, 2) == '0:' then n = n - 1 end  -- BullMQ 4 marker
+  end
+  return n
+end
+local out = {}
+for i = 1, #KEYS, 9 do
+  out[#out + 1] = list_count(KEYS[i])
+  out[#out + 1] = list_count(KEYS[i + 1])
+  out[#out + 1] = redis.call('LLEN', KEYS[i + 2])
+  for j = 3, 7 do out[#out + 1] = redis.call('ZCARD', KEYS[i + j]) end
+  out[#out + 1] = redis.call('HEXISTS', KEYS[i + 8], 'paused')
+  out[#out + 1] = redis.call('EXISTS', KEYS[i + 8])
+end
+return out
+"""
+_SCRIPT_KEY_TYPES = ("wait", "paused", "active", "completed", "failed", "delayed", "prioritized", "waiting-children",
+                     "meta")  # fmt: skip
+_REPLY_FIELDS = ("waiting", "paused", "active", "completed", "failed", "delayed", "prioritized", "waiting-children",
+                 "isPaused", "meta")  # fmt: skip
+_script: list[Any] = []  # the registered Script, created on first use
 
 
 def job_counts(client: redis.Redis, prefix: str, queues: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """``{queue: {waiting, active, ..., waiting-children, isPaused, exists}}`` in one round trip."""
-    names = list(dict.fromkeys(queues))
-    pipe = client.pipeline(transaction=True)
-    for name in names:
-        for list_type in _LISTS:
-            pipe.llen(queue_key(prefix, name, list_type))
-            pipe.lindex(queue_key(prefix, name, list_type), -1)
-        pipe.llen(queue_key(prefix, name, "active"))
-        for set_type in _SORTED_SETS:
-            pipe.zcard(queue_key(prefix, name, set_type))
-        pipe.hexists(queue_key(prefix, name, "meta"), "paused")
-        pipe.exists(queue_key(prefix, name, "meta"))
-    replies = pipe.execute()
+    """``{queue: {waiting, active, ..., waiting-children, isPaused, exists}}`` in one round trip.
 
+    One EVALSHA of a read-only script (redis-py loads it once per server), so the cost
+    does not grow with round trips, and every key is declared: on Redis Cluster the
+    queues need a ``{hash-tag}`` prefix, as BullMQ itself requires there.
+    """
+    names = list(dict.fromkeys(queues))
+    if not _script:
+        _script.append(client.register_script(_COUNTS_LUA))
+    keys = [queue_key(prefix, name, key_type) for name in names for key_type in _SCRIPT_KEY_TYPES]
+    replies = _script[0](keys=keys, client=client) if names else []
     result: dict[str, dict[str, Any]] = {}
+    width = len(_REPLY_FIELDS)
     for index, name in enumerate(names):
-        r = replies[index * _REPLIES_PER_QUEUE : (index + 1) * _REPLIES_PER_QUEUE]
-        counts: dict[str, Any] = {
-            "waiting": _list_count(r[0], r[1]),
-            "active": r[4],
-            "completed": r[5],
-            "failed": r[6],
-            "delayed": r[7],
-            "prioritized": r[8],
-            "paused": _list_count(r[2], r[3]),
-            "waiting-children": r[9],
-        }
-        counts["isPaused"] = bool(r[10])
-        counts["exists"] = bool(r[11]) or any(counts[key] for key in COUNT_TYPES)
+        reply = dict(zip(_REPLY_FIELDS, replies[index * width : (index + 1) * width], strict=True))
+        counts: dict[str, Any] = {key: reply[key] for key in COUNT_TYPES}
+        counts["isPaused"] = bool(reply["isPaused"])
+        counts["exists"] = bool(reply["meta"]) or any(counts[key] for key in COUNT_TYPES)
         result[name] = counts
     return result
