@@ -27,7 +27,7 @@ def isolated_settings(monkeypatch):
     for name in _READ_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     correlation._current = None
-    logs._loggers.clear()
+    logs.create_logger.cache_clear()
     # Loggers write to the sys.stdout of their creation; rebuild them under this test's capture.
     for logger in list(logging.Logger.manager.loggerDict.values()):
         if isinstance(logger, logging.Logger) and (getattr(logger, "init", False) or logger.name.startswith("parel.")):

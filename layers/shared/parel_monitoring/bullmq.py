@@ -13,6 +13,7 @@ queues in one round trip (one read-only Lua script, no ``KEYS`` command).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -69,9 +70,7 @@ class QueueSettings:
         return cls(prefix=prefix, queue_names=names, high_priority_queue=high)
 
 
-_clients: dict[RedisSettings, redis.Redis] = {}
-
-
+@functools.cache
 def get_redis(settings: RedisSettings) -> redis.Redis:
     """The execution environment's client (created once; reconnects by itself).
 
@@ -79,20 +78,17 @@ def get_redis(settings: RedisSettings) -> redis.Redis:
     died between invocations, and still an answer within connect + socket timeout when
     Redis is down or hangs.
     """
-    client = _clients.get(settings)
-    if client is None:
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-        client = _clients[settings] = redis.Redis.from_url(
-            settings.url,
-            socket_connect_timeout=settings.connect_timeout_s,
-            socket_timeout=settings.socket_timeout_s,
-            # Retry a dropped connection at once; a timeout is not retried (answer within the bound).
-            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-            client_name="parel-monitoring",
-        )
-    return client
+    return redis.Redis.from_url(
+        settings.url,
+        socket_connect_timeout=settings.connect_timeout_s,
+        socket_timeout=settings.socket_timeout_s,
+        # Retry a dropped connection at once; a timeout is not retried (answer within the bound).
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        client_name="parel-monitoring",
+    )
 
 
 def queue_key(prefix: str, queue: str, key_type: str) -> str:

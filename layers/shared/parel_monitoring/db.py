@@ -14,9 +14,10 @@ socket never turns into a false failure.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 
@@ -110,12 +111,7 @@ class Database:
             raise DatabaseUnavailable(safe_reason(exc)) from None
 
 
-_shared: dict[Any, Database] = {}
-
-
+@functools.cache
 def get_database(settings: DatabaseSettings) -> Database:
     """The execution environment's :class:`Database` for these settings (created once)."""
-    database = _shared.get(settings)
-    if database is None:
-        database = _shared[settings] = Database(settings)
-    return database
+    return Database(settings)

@@ -8,6 +8,7 @@ Every line passes through :mod:`parel_monitoring.scrub` before it is written.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -101,12 +102,7 @@ class ServiceLogger:
         self._log(logging.ERROR, msg, extra, exc)
 
 
-_loggers: dict[str, ServiceLogger] = {}
-
-
+@functools.cache
 def create_logger(service: str) -> ServiceLogger:
     """The logger for ``service`` (one per service name per execution environment)."""
-    logger = _loggers.get(service)
-    if logger is None:
-        logger = _loggers[service] = ServiceLogger(service)
-    return logger
+    return ServiceLogger(service)
