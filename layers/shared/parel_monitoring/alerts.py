@@ -1,0 +1,78 @@
+"""Raise alerts through the alert SNS topic (the seed's alertCritical/alertWarning/alertInfo).
+
+The AlertsFunction subscribed to the topic owns the Slack and Discord webhooks; every
+other function only publishes here. boto3 is imported on the first publish, so only
+functions that really send an alert pay for it. Publishing never raises: an alert that
+cannot be sent is logged, and the caller's work goes on.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from parel_monitoring import correlation
+from parel_monitoring.logs import create_logger
+from parel_monitoring.settings import env_str
+
+SEVERITIES = ("INFO", "WARNING", "CRITICAL")
+
+
+@functools.cache
+def _sns_client() -> Any:
+    import boto3
+
+    return boto3.client("sns")
+
+
+def publish_alert(severity: str, title: str, message: str, metadata: dict[str, Any] | None = None) -> str | None:
+    """Publish one alert; returns the SNS message id, or None when it was not sent."""
+    severity = severity.upper()
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}")
+    topic_arn = env_str("ALERT_TOPIC_ARN")
+    if not topic_arn:
+        create_logger("alerts").warning(
+            "Alert not sent: ALERT_TOPIC_ARN is not set", {"severity": severity, "title": title}
+        )
+        return None
+    alert = {
+        "severity": severity,
+        "title": title,
+        "message": message,
+        "metadata": metadata or {},
+        "correlationId": correlation.get_current(),
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "source": env_str("AWS_LAMBDA_FUNCTION_NAME", "parel-monitoring"),
+    }
+    try:
+        response = _sns_client().publish(
+            TopicArn=topic_arn,
+            Subject=f"[{severity}] {title}"[:100],
+            Message=json.dumps(alert, default=str),
+            MessageAttributes={
+                **correlation.sns_message_attributes(),
+                "severity": {"DataType": "String", "StringValue": severity},
+            },
+        )
+    except Exception as exc:  # botocore errors: alerting must never break the caller
+        create_logger("alerts").error("Alert could not be published", exc, {"severity": severity, "title": title})
+        return None
+    create_logger("alerts").info(
+        "Alert published", {"severity": severity, "title": title, "messageId": response.get("MessageId")}
+    )
+    return response.get("MessageId")
+
+
+def alert_critical(title: str, message: str, metadata: dict[str, Any] | None = None) -> str | None:
+    return publish_alert("CRITICAL", title, message, metadata)
+
+
+def alert_warning(title: str, message: str, metadata: dict[str, Any] | None = None) -> str | None:
+    return publish_alert("WARNING", title, message, metadata)
+
+
+def alert_info(title: str, message: str, metadata: dict[str, Any] | None = None) -> str | None:
+    return publish_alert("INFO", title, message, metadata)
