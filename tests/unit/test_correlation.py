@@ -17,7 +17,7 @@ def test_api_header_in_any_letter_case(header):
 
 
 def test_scheduler_event_uses_its_id():
-    event = load_event("scheduler-heal")
+    event = load_event("heal-schedule")
     assert correlation.from_event(event) == event["id"]
 
 

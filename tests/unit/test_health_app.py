@@ -24,13 +24,13 @@ def test_seed_fields_and_units_outside_lambda():
 
 
 def test_inside_lambda_usage_is_against_configured_memory(monkeypatch):
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048")
     result = check_app_health(AppHealthSettings(90.0))
     system = result["memory"]["system"]
-    assert system["total"] == "0.12 GB" and system["scope"] == "function"
+    assert system["total"] == "2.00 GB" and system["scope"] == "function"
     rss_mb = float(result["memory"]["process"]["rss"].split()[0])
-    assert abs(float(system["usagePercent"]) - rss_mb / 128 * 100) < 5
-    assert result["runtime"]["memoryLimitMB"] == 128
+    assert abs(float(system["usagePercent"]) - rss_mb / 2048 * 100) < 1
+    assert result["runtime"]["memoryLimitMB"] == 2048
 
 
 def test_unhealthy_above_the_threshold(monkeypatch):

@@ -89,7 +89,7 @@ def test_non_http_handlers_reraise_so_lambda_retries():
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        handler(load_event("scheduler-heal"), context())
+        handler(load_event("heal-schedule"), context())
 
 
 def test_every_response_echoes_a_valid_correlation_id():
@@ -130,4 +130,4 @@ def test_configuration_error_in_non_http_handler_raises(monkeypatch):
         raise AssertionError("must not run")
 
     with pytest.raises(ConfigurationError, match="PAREL_TEST_REQUIRED"):
-        handler(load_event("scheduler-heal"), context())
+        handler(load_event("heal-schedule"), context())
