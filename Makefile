@@ -26,7 +26,7 @@ help:
 	@echo "make demo                         build, then invoke the functions locally against real services"
 	@echo "make test                         ruff + sam validate --lint + sam build + pytest"
 	@echo "make invoke FN=... EVENT=...      one function through the Lambda emulator (like sam local invoke)"
-	@echo "make bench                        cold-init benchmark into BENCHMARKS.md"
+	@echo "make bench                        benchmarks (cold init, warm latency, heal) into BENCHMARKS.md"
 	@echo "make build-deploy / make deploy   arm64 build (bytecode precompiled) / sam deploy --guided"
 
 venv: $(VENV)/.installed
@@ -90,8 +90,13 @@ invoke: venv runtime build
 demo: venv runtime node-deps build
 	$(PY) tools/demo.py
 
+# The layer and the test helpers on the path, as pytest's pythonpath has them.
+BENCH = PYTHONPATH=layers/shared:tests:tools $(PY)
+
 bench: venv runtime node-deps build
-	$(PY) tools/bench.py
+	$(BENCH) tools/bench.py
+	$(BENCH) tools/bench_heal_jobs.py
+	$(BENCH) tools/bench_heal_sessions.py
 
 clean:
 	rm -rf .aws-sam .cache $(VENV) .pytest_cache .ruff_cache

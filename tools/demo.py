@@ -9,15 +9,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
 from lambda_emulator import Emulator, EmulatorError, load_function, read_env_file
+from nextauth_schema import create_prisma_schema
 from services import ServiceUnavailable, postgres_url, redact, redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "bullmq" / "scenario.mjs"
 DEMO_PREFIX = "parel-demo"
 DEMO_QUEUES = ("high-priority", "default", "low-priority")
+DEMO_DATABASE = "parel_demo"
 
 
 def scenario(command: str, redis: str, queue: str, *options: str) -> dict:
@@ -53,6 +59,31 @@ def show(title: str, invocation) -> None:
     print(invocation.report)
 
 
+def seed_database(server_url: str) -> str:
+    """A fresh NextAuth (Prisma, relationMode "prisma") database with the rot an app accumulates."""
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DEMO_DATABASE)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DATABASE)))
+    url = psycopg.conninfo.make_conninfo(server_url, dbname=DEMO_DATABASE)
+    with psycopg.connect(url, autocommit=True) as conn:
+        create_prisma_schema(conn, foreign_keys=False)
+        conn.execute("""INSERT INTO "User"(id, email) SELECT 'user-' || g, 'user' || g || '@example.com'
+                        FROM generate_series(1, 50) g""")
+        conn.execute("""INSERT INTO "Session"(id, "sessionToken", "userId", expires)
+                        SELECT 'session-' || g, 'token-' || g, 'user-' || (g % 60 + 1),
+                               now() AT TIME ZONE 'UTC' + (CASE WHEN g % 3 = 0 THEN interval '30 days'
+                                                             ELSE interval '-2 days' END)
+                        FROM generate_series(1, 300) g""")  # 200 expired; users 51-60 do not exist
+        conn.execute("""INSERT INTO "VerificationToken"(identifier, token, expires)
+                        SELECT 'user' || g || '@example.com', 'verify-' || g,
+                               now() AT TIME ZONE 'UTC' - interval '1 day'
+                        FROM generate_series(1, 12) g""")
+        conn.execute("""INSERT INTO "Account"(id, "userId", type, provider, "providerAccountId")
+                        SELECT 'account-' || g, 'user-' || g, 'oauth', 'github', g::text
+                        FROM generate_series(1, 58) g""")  # 8 accounts of deleted users
+    return url
+
+
 def main() -> int:
     try:
         database_url, database_where = postgres_url()
@@ -65,10 +96,15 @@ def main() -> int:
 
     print(f"Seeding BullMQ queues {', '.join(DEMO_QUEUES)} (prefix {DEMO_PREFIX}) with the real bullmq (Node)...")
     seed_queues(redis)
+    print(f"Seeding rot into database {DEMO_DATABASE}: expired sessions and tokens, orphaned rows...")
+    demo_database_url = seed_database(database_url)
+    print("Crashing a bullmq worker with 3 jobs in flight on 'default' (their locks expire in 1 s)...")
+    scenario("crash-active", redis, "default", "--count", "3", "--lock-duration", "1000", "--kill", "exit")
+    time.sleep(1.5)
 
     env_vars = read_env_file(str(ROOT / "env.json"))
     services_env = {
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": demo_database_url,
         "REDIS_URL": redis,
         "BULLMQ_PREFIX": DEMO_PREFIX,
         "QUEUE_NAMES": ",".join(DEMO_QUEUES),
@@ -79,13 +115,36 @@ def main() -> int:
         ("HealthQueueFunction", "health-queue", "GET /api/health/queue"),
         ("HealthFunction", "health", "GET /api/health (Accept: application/health+json)"),
     ]
+
+    def event(name: str) -> dict:
+        return json.loads((ROOT / "events" / f"{name}.json").read_text())
+
     try:
         for function, event_name, title in routes:
-            event = json.loads((ROOT / "events" / f"{event_name}.json").read_text())
             with Emulator(load_function(function, env_vars=env_vars), extra_env=services_env) as emulator:
-                show(f"{title} (cold start)", emulator.invoke(event))
+                show(f"{title} (cold start)", emulator.invoke(event(event_name)))
                 if function == "HealthAppFunction":
-                    show(f"{title} (warm)", emulator.invoke(event))
+                    show(f"{title} (warm)", emulator.invoke(event(event_name)))
+
+        with Emulator(load_function("AdminAuthorizerFunction", env_vars=env_vars)) as authorizer:
+            show(
+                "Authorizer for POST /api/admin/heal with the admin token", authorizer.invoke(event("admin-authorizer"))
+            )
+            no_token = {**event("admin-authorizer"), "headers": {"x-correlation-id": "demo-auth-0002"}}
+            show("Authorizer without a token", authorizer.invoke(no_token))
+        # The demo's worker crashed seconds ago: heal anything active for more than 1 s.
+        heal_env = {**services_env, "STUCK_JOB_THRESHOLD_MS": "1000", "ALERT_TOPIC_ARN": ""}
+        with Emulator(load_function("HealFunction", env_vars=env_vars), extra_env=heal_env) as heal:
+            dry_run = {
+                **event("heal-api"),
+                "queryStringParameters": {"dryRun": "true"},
+                "rawQueryString": "dryRun=true",
+            }
+            show("POST /api/admin/heal?dryRun=true", heal.invoke(dry_run))
+            show("POST /api/admin/heal", heal.invoke(event("heal-api")))
+        for function, event_name, title in routes[1:3]:
+            with Emulator(load_function(function, env_vars=env_vars), extra_env=services_env) as emulator:
+                show(f"{title} (after healing)", emulator.invoke(event(event_name)))
     except EmulatorError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1

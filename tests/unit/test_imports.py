@@ -19,6 +19,8 @@ NEEDS: dict[str, set[str]] = {
     "HealthDbFunction": {"psycopg"},
     "HealthQueueFunction": {"redis"},
     "HealthFunction": {"psycopg", "redis"},
+    "HealFunction": {"psycopg", "redis"},
+    "AdminAuthorizerFunction": set(),
 }
 
 

@@ -48,13 +48,19 @@ def _route(event: Any) -> str | None:
     return None
 
 
+def is_http_event(event: Any) -> bool:
+    """An API Gateway request (HTTP API payload 2.0 or REST)."""
+    return isinstance(event, dict) and isinstance(event.get("requestContext"), dict) and "headers" in event
+
+
 def lambda_handler(
-    settings_factory: Callable[[], Any] | None = None, *, http: bool = True, service: str | None = None
+    settings_factory: Callable[[], Any] | None = None, *, http: bool | None = True, service: str | None = None
 ) -> Callable[[Callable[..., Any]], Callable[[Any, Any], Any]]:
     """Decorate ``fn(event, context[, settings])``; see the module docstring.
 
     ``http=False`` is for non-HTTP triggers (schedules, SNS): errors are logged,
-    captured and re-raised so Lambda's retries and destinations apply.
+    captured and re-raised so Lambda's retries and destinations apply. ``http=None``
+    decides per event (a function serving both an API route and a schedule).
     """
     service = (
         service or os.environ.get("POWERTOOLS_SERVICE_NAME") or os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "parel")
@@ -77,6 +83,7 @@ def lambda_handler(
         @functools.wraps(fn)
         def handler(event: Any, context: Any) -> Any:
             _environment["invocations"] += 1
+            as_http = is_http_event(event) if http is None else http
             correlation_id = correlation.set_current(correlation.from_event(event))
             bind_invocation(**_context_keys(context))
             error_tracker.set_correlation_tag(correlation_id)
@@ -85,23 +92,23 @@ def lambda_handler(
                     raise config_error
                 response = fn(event, context, settings) if settings_factory is not None else fn(event, context)
             except ConfigurationError as exc:
-                if not http:
+                if not as_http:
                     raise
                 response = error_response(500, "configuration", f"{exc.variable} {exc.problem}", variable=exc.variable)
             except HttpError as exc:
-                if not http:
+                if not as_http:
                     raise
                 logger.info("Request rejected", extra={"status": exc.status, "error": exc.error})
                 response = error_response(exc.status, exc.error, exc.message, **exc.fields)
             except Exception as exc:
                 logger.error("Unhandled error", exc, {"route": _route(event)})
                 error_tracker.capture_error(exc, {"endpoint": _route(event), "action": service})
-                if not http:
+                if not as_http:
                     raise
                 response = error_response(
                     500, "internal", "Internal error; quote the correlation ID when reporting it."
                 )
-            if http:
+            if as_http:
                 response = with_header(response, correlation.HEADER, correlation_id)
             return response
 

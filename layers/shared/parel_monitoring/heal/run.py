@@ -1,0 +1,148 @@
+"""runAllHealingRoutines: the three routines, isolated, one run at a time, within the time budget.
+
+One code path for the admin route and the schedule. A run holds a PostgreSQL
+advisory lock (a session lock: it dies with its connection, so a crashed run never
+blocks the next); a second run while one holds it is refused (409 on the API, a
+logged skip on the schedule). Each routine runs even when another failed; a failed
+routine is captured to Sentry and announced as a CRITICAL alert; requeued stuck
+jobs are announced as a WARNING (their workers died).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from parel_monitoring import alerts, correlation, error_tracker
+from parel_monitoring.bullmq import RedisSettings
+from parel_monitoring.db import Database, DatabaseSettings, DatabaseUnavailable
+from parel_monitoring.heal.budget import Budget
+from parel_monitoring.heal.jobs import StuckJobSettings, heal_stuck_jobs
+from parel_monitoring.heal.options import ROUTINES, HealOptions
+from parel_monitoring.heal.orphans import OrphanSettings, clean_orphaned_records
+from parel_monitoring.heal.sessions import SessionSettings, heal_stale_sessions
+from parel_monitoring.logs import create_logger
+from parel_monitoring.scrub import safe_reason
+from parel_monitoring.settings import env_int
+
+# pg_try_advisory_lock key: a fixed 64-bit number ("parel-heal" in ASCII)
+LOCK_KEY = 0x70617265_6C2D6865
+
+
+@dataclass(frozen=True)
+class HealSettings:
+    database: DatabaseSettings
+    redis: RedisSettings
+    sessions: SessionSettings
+    jobs: StuckJobSettings
+    orphans: OrphanSettings
+    reserve_ms: int = field(default=5000)
+
+    @classmethod
+    def from_env(cls) -> HealSettings:
+        return cls(
+            database=DatabaseSettings.from_env(),
+            redis=RedisSettings.from_env(),
+            sessions=SessionSettings.from_env(),
+            jobs=StuckJobSettings.from_env(),
+            orphans=OrphanSettings.from_env(),
+            reserve_ms=env_int("HEAL_TIME_RESERVE_MS", 5000, minimum=0),
+        )
+
+
+class HealInProgress(Exception):
+    """Another heal run holds the lock."""
+
+
+class _RunLock:
+    """The advisory lock of one run (best effort when PostgreSQL itself is down)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.held = False
+
+    def __enter__(self) -> _RunLock:
+        try:
+            acquired = self.database.run(
+                lambda conn: conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
+            )
+        except DatabaseUnavailable as exc:
+            # Only the Redis routine can run then, and its per-job checks are atomic.
+            create_logger("heal").warning(
+                "Heal lock unavailable (PostgreSQL down); running unlocked", {"reason": exc.reason}
+            )
+            return self
+        if not acquired:
+            raise HealInProgress
+        self.held = True
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.held:
+            # If the connection is gone, the lock went with it.
+            with contextlib.suppress(DatabaseUnavailable):
+                self.database.run(lambda conn: conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,)))
+
+
+def _routine_calls(
+    settings: HealSettings, database: Database, client: redis.Redis, options: HealOptions, budget: Budget
+) -> dict[str, Callable[[], dict[str, Any]]]:
+    return {
+        "sessions": lambda: heal_stale_sessions(database, settings.sessions, budget, options.dry_run),
+        "jobs": lambda: heal_stuck_jobs(client, settings.jobs, budget, options.dry_run, options.force),
+        "orphans": lambda: clean_orphaned_records(database, settings.orphans, budget, options.dry_run),
+    }
+
+
+def run_all(
+    settings: HealSettings, database: Database, client: redis.Redis, options: HealOptions, budget: Budget
+) -> dict[str, Any]:
+    """The seed's ``{staleSessions, stuckJobs, orphanedRecords, duration}`` plus per-routine detail."""
+    started = time.monotonic()
+    calls = _routine_calls(settings, database, client, options, budget)
+    details: dict[str, dict[str, Any]] = {}
+    with _RunLock(database):
+        for name in options.routines:
+            if budget.exhausted():
+                details[name] = {"status": "skipped", "count": 0, "partial": True, "error": None}
+                continue
+            try:
+                detail = calls[name]()
+                details[name] = {"status": "partial" if detail.get("partial") else "ok", "error": None, **detail}
+            except Exception as exc:
+                details[name] = {"status": "failed", "count": 0, "partial": False, "error": safe_reason(exc)}
+                _report_failure(name, exc, options)
+    result: dict[str, Any] = {key: details[name]["count"] if name in details else 0 for name, key in ROUTINES.items()}
+    result["duration"] = round((time.monotonic() - started) * 1000)
+    statuses = {detail["status"] for detail in details.values()}
+    result.update(
+        status="failed" if "failed" in statuses else "partial" if statuses & {"partial", "skipped"} else "ok",
+        partial=any(detail["partial"] for detail in details.values()),
+        dryRun=options.dry_run,
+        routines=details,
+        correlationId=correlation.get_current(),
+    )
+    if details.get("jobs", {}).get("count") and not options.dry_run:
+        alerts.alert_warning(
+            "Stuck BullMQ jobs requeued",
+            f"{details['jobs']['count']} job(s) were stuck in active with expired locks: their workers died.",
+            {"queues": details["jobs"].get("queues"), "correlationId": result["correlationId"]},
+        )
+    create_logger("heal").info(
+        "Heal run finished", {key: result[key] for key in (*ROUTINES.values(), "duration", "status")}
+    )
+    return result
+
+
+def _report_failure(routine: str, exc: Exception, options: HealOptions) -> None:
+    reason = safe_reason(exc)
+    create_logger("heal").error("Heal routine failed", exc, {"routine": routine})
+    error_tracker.capture_error(exc, {"action": f"heal:{routine}", "metadata": {"dryRun": options.dry_run}})
+    alerts.alert_critical(
+        f"Self-healing routine failed: {routine}", reason, {"routine": routine, "dryRun": options.dry_run}
+    )
