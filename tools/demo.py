@@ -22,7 +22,7 @@ from services import ServiceUnavailable, postgres_url, redact, redis_url
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "bullmq" / "scenario.mjs"
 DEMO_PREFIX = "parel-demo"
-DEMO_QUEUES = ("high-priority", "default", "low-priority")
+DEMO_QUEUES = ("high-priority", "default", "low-priority", "mailer")
 DEMO_DATABASE = "parel_demo"
 
 
@@ -98,8 +98,8 @@ def main() -> int:
     seed_queues(redis)
     print(f"Seeding rot into database {DEMO_DATABASE}: expired sessions and tokens, orphaned rows...")
     demo_database_url = seed_database(database_url)
-    print("Crashing a bullmq worker with 3 jobs in flight on 'default' (their locks expire in 1 s)...")
-    scenario("crash-active", redis, "default", "--count", "3", "--lock-duration", "1000", "--kill", "exit")
+    print("Crashing a bullmq worker with 3 jobs in flight on 'mailer' (their locks expire in 1 s)...")
+    scenario("crash-active", redis, "mailer", "--count", "3", "--lock-duration", "1000", "--kill", "exit")
     time.sleep(1.5)
 
     env_vars = read_env_file(str(ROOT / "env.json"))
