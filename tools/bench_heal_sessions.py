@@ -35,14 +35,11 @@ from nextauth_schema import create_prisma_schema
 from parel_monitoring.db import Database, DatabaseSettings
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.sessions import (
-    DEFAULT_BATCH_SIZE,
-    EXPIRES_INDEX,
-    PRIMARY_KEY,
-    Relation,
     SessionSettings,
     explain_session_batch,
     heal_stale_sessions,
 )
+from parel_monitoring.heal.tables import DEFAULT_BATCH_SIZE, EXPIRES_INDEX, PRIMARY_KEY, Relation
 from services import postgres_url
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,13 +15,11 @@ from heal_support import budget_for_batches, connect, database_for, rows
 from nextauth_schema import create_pg_adapter_schema, create_prisma_schema
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.sessions import (
-    EXPIRES_INDEX,
-    PRIMARY_KEY,
-    Relation,
     SessionSettings,
     explain_session_batch,
     heal_stale_sessions,
 )
+from parel_monitoring.heal.tables import EXPIRES_INDEX, PRIMARY_KEY, Relation
 from parel_monitoring.settings import ConfigurationError
 
 MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "001_session_expires_index.sql"

@@ -26,7 +26,7 @@ from psycopg import sql
 
 from parel_monitoring.db import Database
 from parel_monitoring.heal.budget import Budget
-from parel_monitoring.heal.sessions import DEFAULT_BATCH_SIZE, KeysetWalk, Relation, find_table, run_walk
+from parel_monitoring.heal.tables import DEFAULT_BATCH_SIZE, KeysetWalk, Relation, find_table, run_walk
 from parel_monitoring.settings import ConfigurationError, env_int, env_str
 
 VARIABLE = "ORPHAN_RULES"

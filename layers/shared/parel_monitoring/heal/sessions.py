@@ -21,321 +21,39 @@ index, so no batch scans the whole table and every row is read once:
   are deleted; every row is visited once per run.
 
 The deletes re-check the expiry, so a row NextAuth extends meanwhile (it updates ``expires`` on use) stays.
-The catalog helpers and the keyset walk are shared with :mod:`parel_monitoring.heal.orphans`.
+The catalog helpers and the walks live in :mod:`parel_monitoring.heal.tables`.
 """
 
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from parel_monitoring.db import Database
 from parel_monitoring.heal.budget import Budget
+from parel_monitoring.heal.tables import (
+    CUTOFFS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_SCHEMA,
+    ExpiresIndexWalk,
+    KeysetWalk,
+    Progress,
+    Relation,
+    Walk,
+    expired,
+    find_table,
+    has_leading_index,
+    run_walk,
+)
 from parel_monitoring.settings import ConfigurationError, env_choice, env_int, env_str
 
-DEFAULT_SCHEMA = "public"
-DEFAULT_BATCH_SIZE = 5000
-EXPIRES_INDEX, PRIMARY_KEY = "expires-index", "primary-key"
 # SESSION_SCHEMA -> (sessions table, verification token table)
 PRESETS = {"prisma": ("Session", "VerificationToken"), "pg-adapter": ("sessions", "verification_token")}
-# The expires column's type -> the cutoff expression it is compared with (given the cutoff, a timestamptz).
-_CUTOFFS = {
-    "timestamp without time zone": sql.SQL("(CAST({} AS timestamptz) AT TIME ZONE 'UTC')"),
-    "timestamp with time zone": sql.SQL("CAST({} AS timestamptz)"),
-}
-_CASTS = {"timestamp without time zone": sql.SQL("timestamp"), "timestamp with time zone": sql.SQL("timestamptz")}
-
-
-# --------------------------------------------------------------------------- catalog (shared with orphans.py)
-
-
-@dataclass(frozen=True)
-class Relation:
-    """A table name, ``schema.name`` or ``name`` (in ``public``); always used quoted."""
-
-    schema: str
-    name: str
-
-    @classmethod
-    def parse(cls, text: str) -> Relation | None:
-        parts = text.split(".")
-        if len(parts) == 1:
-            parts.insert(0, DEFAULT_SCHEMA)
-        return cls(*parts) if len(parts) == 2 and all(parts) else None
-
-    @property
-    def identifier(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name)
-
-    def __str__(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-
-@dataclass(frozen=True)
-class Table:
-    relation: Relation
-    oid: int
-    columns: Mapping[str, str]  # name -> type (regtype text, without modifiers)
-    key: tuple[str, ...]  # the primary key, else the narrowest NOT NULL unique key; () without one
-
-
-_TABLE_OID = """
-SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %s AND c.relname = %s AND c.relkind = ANY(%s)
-"""
-_COLUMNS = """
-SELECT attname, atttypid::regtype::text FROM pg_catalog.pg_attribute
-WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped
-"""
-_ROW_KEY = """
-SELECT array_agg(a.attname::text ORDER BY k.position)
-FROM pg_catalog.pg_index i
-CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, position)
-JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-WHERE i.indrelid = %s AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
-  AND k.position <= i.indnkeyatts
-GROUP BY i.indexrelid, i.indisprimary
-HAVING bool_and(a.attnotnull)
-ORDER BY i.indisprimary DESC, count(*), i.indexrelid
-LIMIT 1
-"""
-_LEADING_INDEX = """
-SELECT EXISTS (
-  SELECT FROM pg_catalog.pg_index i
-  JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-  JOIN pg_catalog.pg_am am ON am.oid = ic.relam
-  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-  WHERE i.indrelid = %s AND a.attname = %s AND am.amname = 'btree' AND i.indisvalid AND i.indpred IS NULL
-)
-"""
-
-
-def find_table(conn: psycopg.Connection, relation: Relation, kinds: str = "r") -> Table | None:
-    """The table ``relation`` names (relkinds ``kinds``: ``r`` ordinary, ``p`` partitioned), or None."""
-    row = conn.execute(_TABLE_OID, (relation.schema, relation.name, list(kinds))).fetchone()
-    if row is None:
-        return None
-    (oid,) = row
-    columns = dict(conn.execute(_COLUMNS, (oid,)).fetchall())
-    key = conn.execute(_ROW_KEY, (oid,)).fetchone()
-    return Table(relation, oid, columns, tuple(key[0]) if key else ())
-
-
-def has_leading_index(conn: psycopg.Connection, table: Table, column: str) -> bool:
-    """Whether a valid, non-partial btree index on ``table`` has ``column`` as its first key."""
-    return bool(conn.execute(_LEADING_INDEX, (table.oid, column)).fetchone()[0])
-
-
-# --------------------------------------------------------------------------- batched deletes (shared)
-# Statements carry their values as sql.Literal and run without client-side parameters, so a "%" in a table or
-# column name is never taken for a placeholder. Rows are aliased "source" in bound queries, "target" in deletes.
-
-Predicate = Callable[[sql.Identifier], sql.Composable]  # the rows to delete, given the alias of a row
-SOURCE, TARGET = sql.Identifier("source"), sql.Identifier("target")
-
-
-def expired(column: str, column_type: str, cutoff: datetime) -> Predicate:
-    """Rows whose ``column`` (of ``column_type``, a key of ``_CUTOFFS``) is before ``cutoff``."""
-    before = _CUTOFFS[column_type].format(sql.Literal(cutoff))
-    return lambda row: sql.SQL("{}.{} < {}").format(row, sql.Identifier(column), before)
-
-
-def _action(table: Relation, where: sql.Composable, dry_run: bool) -> sql.Composed:
-    verb = sql.SQL("SELECT count(*) FROM" if dry_run else "DELETE FROM")
-    return sql.SQL("{} {} AS target WHERE {}").format(verb, table.identifier, where)
-
-
-def _act(conn: psycopg.Connection, table: Relation, where: sql.Composable, dry_run: bool) -> int:
-    """Delete the rows of ``table`` that ``where`` selects; in a dry run, count them."""
-    cursor = conn.execute(_action(table, where, dry_run))
-    return cursor.fetchone()[0] if dry_run else cursor.rowcount
-
-
-def _explain(conn: psycopg.Connection, statement: sql.Composed) -> str:
-    return "\n".join(line for (line,) in conn.execute(sql.SQL("EXPLAIN ") + statement))
-
-
-@dataclass(frozen=True)
-class Step:
-    hits: int  # rows deleted (or, in a dry run, that would be)
-    position: Any  # where the next batch starts
-    done: bool
-
-
-class Walk(Protocol):
-    strategy: str
-
-    def step(self, conn: psycopg.Connection, position: Any, dry_run: bool) -> Step: ...
-
-    def explain(self, conn: psycopg.Connection) -> str: ...
-
-
-class _RangeWalk:
-    """A walk whose batch reads where its range ends (``_upper_query``: one row, or none for the last batch),
-    then acts on the range from the position to there (``_where``); that end is the next position."""
-
-    table: Relation
-
-    def _upper_query(self, position: Any) -> sql.Composed: ...
-
-    def _upper(self, conn: psycopg.Connection, position: Any) -> Any:
-        row = conn.execute(self._upper_query(position)).fetchone()
-        return row[0] if row else None
-
-    def _where(self, position: Any, upper: Any) -> sql.Composable: ...
-
-    def step(self, conn: psycopg.Connection, position: Any, dry_run: bool) -> Step:
-        upper = self._upper(conn, position)
-        hits = _act(conn, self.table, self._where(position, upper), dry_run)
-        return Step(hits, upper, done=upper is None)
-
-    def explain(self, conn: psycopg.Connection) -> str:
-        """``EXPLAIN`` of the first batch's two statements."""
-        delete = _action(self.table, self._where(None, self._upper(conn, None)), dry_run=False)
-        return _explain(conn, self._upper_query(None)) + "\n\n" + _explain(conn, delete)
-
-
-@dataclass(frozen=True)
-class KeysetWalk(_RangeWalk):
-    """``table`` in chunks of ``batch_size`` rows in ``key`` order, deleting the rows of each chunk that
-    ``doomed`` selects.
-
-    A batch reads the chunk's last key, the ``batch_size``-th after the position (through the key's index),
-    then deletes by key range ``position < key <= last`` (an index range scan), so every row is read once
-    and no batch scans the table; without a last key it is the final chunk.
-    """
-
-    table: Relation
-    key: tuple[str, ...]
-    doomed: Predicate
-    batch_size: int
-    strategy: ClassVar[str] = PRIMARY_KEY
-
-    def _key(self, row: sql.Identifier) -> sql.Composed:
-        return sql.SQL(", ").join(sql.SQL("{}.{}").format(row, sql.Identifier(column)) for column in self.key)
-
-    def _beyond(self, row: sql.Identifier, operator: str, key: tuple | None) -> list[sql.Composed]:
-        """``(row's key) operator (key)``, or nothing when ``key`` is None."""
-        if key is None:
-            return []
-        return [
-            sql.SQL("({}) {} ({})").format(self._key(row), sql.SQL(operator), sql.SQL(", ").join(map(sql.Literal, key)))
-        ]
-
-    def _upper_query(self, after: tuple | None) -> sql.Composed:
-        return sql.SQL("SELECT {key} FROM {table} AS source WHERE {where} ORDER BY {key} OFFSET {skip} LIMIT 1").format(
-            key=self._key(SOURCE),
-            table=self.table.identifier,
-            where=sql.SQL(" AND ").join([*self._beyond(SOURCE, ">", after), sql.SQL("true")]),
-            skip=sql.Literal(self.batch_size - 1),
-        )
-
-    def _upper(self, conn: psycopg.Connection, after: tuple | None) -> tuple | None:
-        return conn.execute(self._upper_query(after)).fetchone()
-
-    def _where(self, after: tuple | None, last: tuple | None) -> sql.Composable:
-        bounds = [*self._beyond(TARGET, ">", after), *self._beyond(TARGET, "<=", last), self.doomed(TARGET)]
-        return sql.SQL(" AND ").join(bounds)
-
-
-@dataclass(frozen=True)
-class ExpiresIndexWalk(_RangeWalk):
-    """The expired rows of ``table`` in ``expires`` order, through an index leading with it.
-
-    A batch reads the expiry ``batch_size`` rows on from the position (an index-only range scan), then
-    deletes the rows from the position's expiry up to, excluding, that one (an index range scan): fewer than
-    ``batch_size``. The position (an expiry, as text so that ±infinity round-trips) moves to that expiry.
-    When ``batch_size`` rows or more share the position's expiry, ``batch_size`` of them are deleted by
-    ctid (a Tid Scan) instead, until the position moves on.
-    """
-
-    table: Relation
-    expires: str
-    expires_type: str
-    cutoff: datetime
-    batch_size: int
-    strategy: ClassVar[str] = EXPIRES_INDEX
-
-    def doomed(self, row: sql.Identifier) -> sql.Composable:
-        return expired(self.expires, self.expires_type, self.cutoff)(row)
-
-    def _compare(self, row: sql.Identifier, operator: str, value: sql.Composable) -> sql.Composed:
-        return sql.SQL("{}.{} {} {}").format(row, sql.Identifier(self.expires), sql.SQL(operator), value)
-
-    def _expiry(self, text: str) -> sql.Composed:
-        return sql.SQL("CAST({} AS {})").format(sql.Literal(text), _CASTS[self.expires_type])
-
-    def _range(self, row: sql.Identifier, floor: str | None, upper: str | None) -> sql.Composed:
-        """Expired, and ``floor <= expires < upper`` (either side open when None)."""
-        bounds = [self.doomed(row)]
-        if floor is not None:
-            bounds.append(self._compare(row, ">=", self._expiry(floor)))
-        if upper is not None:
-            bounds.append(self._compare(row, "<", self._expiry(upper)))
-        return sql.SQL(" AND ").join(bounds)
-
-    def _upper_query(self, floor: str | None) -> sql.Composed:
-        expires = sql.Identifier(self.expires)
-        return sql.SQL("SELECT source.{}::text FROM {} AS source WHERE {} ORDER BY source.{} OFFSET {} LIMIT 1").format(
-            expires, self.table.identifier, self._range(SOURCE, floor, None), expires, sql.Literal(self.batch_size - 1)
-        )
-
-    def _where(self, floor: str | None, upper: str | None) -> sql.Composable:
-        if upper is None or upper != floor:
-            return self._range(TARGET, floor, upper)
-        tied = sql.SQL("SELECT source.ctid FROM {} AS source WHERE {} LIMIT {}").format(
-            self.table.identifier, self._compare(SOURCE, "=", self._expiry(floor)), sql.Literal(self.batch_size)
-        )
-        return sql.SQL("target.ctid = ANY(ARRAY({})) AND {}").format(
-            tied, self._compare(TARGET, "=", self._expiry(floor))
-        )
-
-    def step(self, conn: psycopg.Connection, position: str | None, dry_run: bool) -> Step:
-        if dry_run:  # one index range count: nothing to page through
-            return Step(_act(conn, self.table, self.doomed(TARGET), dry_run=True), None, done=True)
-        return super().step(conn, position, dry_run)
-
-
-@dataclass
-class Progress:
-    count: int = 0
-    batches: int = 0
-    partial: bool = False
-
-
-def run_walk(
-    db: Database,
-    walk: Walk,
-    budget: Budget,
-    dry_run: bool,
-    on_batch: Callable[[float], None] | None = None,
-) -> Progress:
-    """Batches of ``walk`` until it is done or ``budget`` runs out (``partial``), each in its own transaction;
-    ``on_batch`` gets each batch's duration in seconds."""
-    progress = Progress()
-    position = None
-    while True:
-        if budget.exhausted():
-            progress.partial = True
-            return progress
-        started = time.perf_counter()
-        step = db.run(functools.partial(walk.step, position=position, dry_run=dry_run))
-        if on_batch is not None:
-            on_batch(time.perf_counter() - started)
-        progress.count += step.hits
-        progress.batches += 1
-        if step.done:
-            return progress
-        position = step.position
-
-
 # --------------------------------------------------------------------------- healStaleSessions
 
 
@@ -373,7 +91,7 @@ def _expiry_walk(conn: psycopg.Connection, relation: Relation, expires: str, cut
     if table is None:
         raise _Unusable("SESSION_TABLE", "names no table in the database")
     expires_type = table.columns.get(expires)
-    if expires_type not in _CUTOFFS:
+    if expires_type not in CUTOFFS:
         raise _Unusable("SESSION_EXPIRES_COLUMN", "must name a timestamp or timestamptz column of the table")
     if has_leading_index(conn, table, expires):
         return ExpiresIndexWalk(relation, expires, expires_type, cutoff, batch_size)
