@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from parel_monitoring import correlation
+from parel_monitoring.clock import utc_now_iso
 from parel_monitoring.logs import create_logger
 from parel_monitoring.settings import env_str
 
@@ -44,7 +44,7 @@ def publish_alert(severity: str, title: str, message: str, metadata: dict[str, A
         "message": message,
         "metadata": metadata or {},
         "correlationId": correlation.get_current(),
-        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": utc_now_iso(),
         "source": env_str("AWS_LAMBDA_FUNCTION_NAME", "parel-monitoring"),
     }
     try:

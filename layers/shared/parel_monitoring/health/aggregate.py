@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from parel_monitoring import __version__
 from parel_monitoring.bullmq import get_redis
+from parel_monitoring.clock import utc_now_iso
 from parel_monitoring.db import get_database
 from parel_monitoring.health import DEGRADED, HEALTHY, STATUS_CODES, UNHEALTHY
 from parel_monitoring.health.app import AppHealthSettings, check_app_health
@@ -67,7 +67,7 @@ def _level(current: float, thresholds: dict[str, Any]) -> str:
 
 def to_health_json(result: dict[str, Any]) -> dict[str, Any]:
     """The IETF health-check draft's shape of :func:`check_all`'s result."""
-    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    now = utc_now_iso("seconds")
     app, db, queue = (result["checks"][name] for name in ("app", "db", "queue"))
     checks: dict[str, list[dict[str, Any]]] = {
         "uptime": [_entry("system", app["uptime"]["seconds"], "s", HEALTHY, now)],

@@ -15,10 +15,10 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from parel_monitoring import ENVIRONMENT_STARTED
+from parel_monitoring.clock import utc_now_iso
 from parel_monitoring.health import HEALTHY, UNHEALTHY
 from parel_monitoring.settings import env_float
 
@@ -110,7 +110,7 @@ def check_app_health(settings: AppHealthSettings, context: Any = None, cold_star
     usage_pct = memory.pop("_usage_pct")
     return {
         "status": UNHEALTHY if usage_pct > settings.memory_threshold_pct else HEALTHY,
-        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": utc_now_iso(),
         "uptime": uptime(),
         "memory": memory,
         "thresholds": {"memoryPercent": settings.memory_threshold_pct},
