@@ -97,6 +97,7 @@ bench: venv runtime node-deps build
 	$(BENCH) tools/bench.py
 	$(BENCH) tools/bench_heal_jobs.py
 	$(BENCH) tools/bench_heal_sessions.py
+	$(BENCH) tools/bench_alerts.py
 
 clean:
 	rm -rf .aws-sam .cache $(VENV) .pytest_cache .ruff_cache

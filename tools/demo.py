@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
@@ -57,6 +60,52 @@ def show(title: str, invocation) -> None:
     if invocation.init_duration_ms is not None:
         print(f"INIT REPORT Init Duration: {invocation.init_duration_ms:.2f} ms")
     print(invocation.report)
+
+
+class WebhookSink:
+    """A local stand-in for Slack's and Discord's webhooks that keeps what it receives."""
+
+    def __init__(self) -> None:
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                received.append((self.path.strip("/"), json.loads(self.rfile.read(length) or b"null")))
+                self.send_response(204 if self.path == "/discord" else 200)
+                self.end_headers()
+                if self.path != "/discord":
+                    self.wfile.write(b"ok")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def show(self) -> None:
+        for channel, payload in self.received:
+            print(f"--- {channel} received:")
+            print(json.dumps(payload, indent=2, ensure_ascii=False))
+        self.received.clear()
+
+
+def heal_summary_notification(summary: dict) -> dict:
+    """The SNS event AlertsFunction gets when the heal run publishes its summary (as the layer's alerts do)."""
+    event = json.loads((ROOT / "events" / "sns-alert.json").read_text())
+    alert = {
+        "severity": "WARNING",
+        "title": "Self-healing run finished",
+        "message": f"{summary['staleSessions']} stale sessions, {summary['stuckJobs']} stuck jobs and "
+        f"{summary['orphanedRecords']} orphaned records healed in {summary['duration']} ms.",
+        "metadata": {key: summary[key] for key in ("staleSessions", "stuckJobs", "orphanedRecords", "duration")},
+    }
+    record = event["Records"][0]["Sns"]
+    record["MessageId"] = str(uuid.uuid4())
+    record["Message"] = json.dumps(alert)
+    record["MessageAttributes"]["x-correlation-id"]["Value"] = summary["correlationId"]
+    return event
 
 
 def seed_database(server_url: str) -> str:
@@ -117,7 +166,10 @@ def main() -> int:
     ]
 
     def event(name: str) -> dict:
-        return json.loads((ROOT / "events" / f"{name}.json").read_text())
+        loaded = json.loads((ROOT / "events" / f"{name}.json").read_text())
+        for record in loaded.get("Records", []):  # a new SNS message each run (AlertsFunction remembers ids)
+            record["Sns"]["MessageId"] = str(uuid.uuid4())
+        return loaded
 
     try:
         for function, event_name, title in routes:
@@ -141,10 +193,27 @@ def main() -> int:
                 "rawQueryString": "dryRun=true",
             }
             show("POST /api/admin/heal?dryRun=true", heal.invoke(dry_run))
-            show("POST /api/admin/heal", heal.invoke(event("heal-api")))
+            healed = heal.invoke(event("heal-api"))
+            show("POST /api/admin/heal", healed)
         for function, event_name, title in routes[1:3]:
             with Emulator(load_function(function, env_vars=env_vars), extra_env=services_env) as emulator:
                 show(f"{title} (after healing)", emulator.invoke(event(event_name)))
+
+        sink = WebhookSink()
+        alerts_env = {
+            "REDIS_URL": redis,
+            "SLACK_WEBHOOK_URL": f"{sink.url}/slack",
+            "DISCORD_WEBHOOK_URL": f"{sink.url}/discord",
+            "ALERT_DEDUP_WINDOW_S": "0",
+        }
+        with Emulator(load_function("AlertsFunction", env_vars=env_vars), extra_env=alerts_env) as alerts:
+            summary = json.loads(healed.payload["body"])
+            show("SNS: the heal summary -> AlertsFunction", alerts.invoke(heal_summary_notification(summary)))
+            sink.show()
+            show("POST /api/admin/alerts (a test alert)", alerts.invoke(event("alerts-api")))
+            sink.show()
+            show("SNS: a CloudWatch alarm -> AlertsFunction", alerts.invoke(event("sns-cloudwatch-alarm")))
+            sink.show()
     except EmulatorError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1

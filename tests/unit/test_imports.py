@@ -21,6 +21,7 @@ NEEDS: dict[str, set[str]] = {
     "HealthFunction": {"psycopg", "redis"},
     "HealFunction": {"psycopg", "redis"},
     "AdminAuthorizerFunction": set(),
+    "AlertsFunction": {"requests", "urllib3", "redis"},
 }
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -34,7 +34,7 @@ _PREFIX = re.compile(r"\{[A-Za-z0-9_.\-]{1,98}\}|[A-Za-z0-9_.\-]{1,100}")
 
 @dataclass(frozen=True)
 class RedisSettings:
-    url: str
+    url: str = field(repr=False)  # holds the password
     connect_timeout_s: float
     socket_timeout_s: float
 

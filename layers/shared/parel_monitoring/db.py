@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import psycopg
@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DatabaseSettings:
-    url: str
+    url: str = field(repr=False)  # holds the password
     connect_timeout_s: int
     statement_timeout_ms: int
     prepared_statements: bool

@@ -17,8 +17,12 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 _PATTERNS = (
-    # user:password@host in any URL (postgres://, redis://, https://...)
-    (re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^\s/@:\"']*:[^\s/@\"']*@", re.I), r"\g<scheme>" + REDACTED + "@"),
+    # user:password@host in any URL (postgres://, redis://, https://...); the scheme is bounded so
+    # long token-like text without spaces cannot make the match quadratic.
+    (
+        re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]{0,31}://)[^\s/@:\"']*:[^\s/@\"']*@", re.I),
+        r"\g<scheme>" + REDACTED + "@",
+    ),
     # Sentry DSN public key (https://<key>@o1.ingest.sentry.io/1)
     (re.compile(r"(?P<scheme>https?://)[0-9a-f]{16,}@", re.I), r"\g<scheme>" + REDACTED + "@"),
     # Slack and Discord webhook URLs carry their secret in the path.
@@ -70,5 +74,5 @@ def scrub(value: Any, _depth: int = 0) -> Any:
 def safe_reason(exc: BaseException) -> str:
     """A driver error as a short reason for a response: first line, no URLs or secrets, ≤ 200 chars."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = re.sub(r"\b[a-z][a-z0-9+.-]*://\S+", "[url]", text)
+    text = re.sub(r"\b[a-z][a-z0-9+.-]{0,31}://\S+", "[url]", text)
     return scrub_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:200]

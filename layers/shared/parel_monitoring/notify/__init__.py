@@ -1,0 +1,1 @@
+"""Alert fan-out to Slack and Discord (the seed's alerting), owned by AlertsFunction."""
