@@ -20,7 +20,7 @@ ENV_VARS ?= $(firstword $(wildcard env.local.json) env.json)
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv runtime node-deps build build-deploy validate lint format test test-unit demo invoke bench deploy clean
+.PHONY: help venv runtime node-deps browser-deps build build-deploy validate lint format test test-unit demo invoke bench deploy clean
 
 help:
 	@echo "make demo                         build, then invoke the functions locally against real services"
@@ -78,7 +78,12 @@ tests/bullmq/node_modules/.installed: tests/bullmq/package.json tests/bullmq/pac
 	cd tests/bullmq && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-test: venv runtime node-deps lint validate build
+# Debian's Chromium and ChromeDriver for the dashboard's browser test (test tools never download a browser).
+browser-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: venv runtime node-deps browser-deps lint validate build
 	$(PY) -m pytest
 
 test-unit: venv

@@ -22,6 +22,8 @@ NEEDS: dict[str, set[str]] = {
     "HealFunction": {"psycopg", "redis"},
     "AdminAuthorizerFunction": set(),
     "AlertsFunction": {"requests", "urllib3", "redis"},
+    "DashboardFunction": set(),
+    "MonitorFunction": {"psycopg", "redis"},
 }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from parel_monitoring import alerts, correlation, error_tracker
+from parel_monitoring import alerts, correlation, error_tracker, metrics
 from parel_monitoring.bullmq import RedisSettings
 from parel_monitoring.db import Database, DatabaseSettings, DatabaseUnavailable
 from parel_monitoring.heal.budget import Budget
@@ -127,6 +127,8 @@ def run_all(
         routines=details,
         correlationId=correlation.get_current(),
     )
+    if not options.dry_run:
+        metrics.emit(metrics.heal_data(result))
     if details.get("jobs", {}).get("count") and not options.dry_run:
         alerts.alert_warning(
             "Stuck BullMQ jobs requeued",

@@ -1,0 +1,12 @@
+"""The scheduled health sweep: the three checks in-process, emitted as CloudWatch metrics (EMF)."""
+
+from parel_monitoring.health.aggregate import AggregateHealthSettings, check_all
+from parel_monitoring.metrics import emit, health_data
+from parel_monitoring.observability import lambda_handler
+
+
+@lambda_handler(AggregateHealthSettings.from_env, http=False)
+def handler(event, context, settings: AggregateHealthSettings):
+    result = check_all(settings, context)
+    emit(health_data(result))
+    return {"status": result["status"], **{name: check["status"] for name, check in result["checks"].items()}}
