@@ -16,16 +16,19 @@ LOCAL_BUILD_DIR := .aws-sam/local
 FN ?= HealthAppFunction
 EVENT ?= events/health-app.json
 ENV_VARS ?= $(firstword $(wildcard env.local.json) env.json)
+PORT ?= 3000
 
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv runtime node-deps browser-deps build build-deploy validate lint format test test-unit demo invoke bench deploy clean
+.PHONY: help venv runtime node-deps browser-deps build build-deploy validate lint format test test-unit demo invoke api smoke bench deploy clean
 
 help:
 	@echo "make demo                         build, then invoke the functions locally against real services"
 	@echo "make test                         ruff + sam validate --lint + sam build + pytest"
 	@echo "make invoke FN=... EVENT=...      one function through the Lambda emulator (like sam local invoke)"
+	@echo "make api [PORT=3000]              the HttpApi routes on 127.0.0.1 (like sam local start-api, no Docker)"
+	@echo "make smoke URL=... [TOKEN=...]    check a deployed stack or make api: health, auth, test alert, heal dry run"
 	@echo "make bench                        benchmarks (cold init, warm latency, heal) into BENCHMARKS.md"
 	@echo "make build-deploy / make deploy   arm64 build (bytecode precompiled) / sam deploy --guided"
 
@@ -94,6 +97,15 @@ invoke: venv runtime build
 
 demo: venv runtime node-deps build
 	$(PY) tools/demo.py
+
+api: venv runtime node-deps build
+	$(PY) tools/local_api.py --port $(PORT) --env-vars $(ENV_VARS)
+
+# Checks a deployed stack (URL = the ApiBaseUrl output) or `make api`; TOKEN, or ADMIN_API_TOKEN from the
+# environment, adds the test alert and the heal dry run. Recipe not echoed: it carries the token.
+smoke: venv
+	@test -n "$(URL)" || { echo "error: URL is required: make smoke URL=https://<api-id>.execute-api.<region>.amazonaws.com [TOKEN=...] (the stack's ApiBaseUrl output, or http://127.0.0.1:3000 for make api)"; exit 2; }
+	@$(PY) tools/smoke.py --url "$(URL)" $(if $(TOKEN),--token "$(TOKEN)",)
 
 # The layer and the test helpers on the path, as pytest's pythonpath has them.
 BENCH = PYTHONPATH=layers/shared:tests:tools $(PY)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from lambda_emulator import Emulator, EmulatorError, load_function, read_env_file
+from local_api import LocalApi
 from nextauth_schema import create_prisma_schema
 from services import ServiceUnavailable, postgres_url, redact, redis_url
 
@@ -214,6 +216,12 @@ def main() -> int:
             sink.show()
             show("SNS: a CloudWatch alarm -> AlertsFunction", alerts.invoke(event("sns-cloudwatch-alarm")))
             sink.show()
+        with (
+            LocalApi(env_vars=env_vars, extra_env=services_env) as api,
+            urllib.request.urlopen(f"{api.url}/admin/monitor", timeout=30) as page,  # noqa: S310 - local URL
+        ):
+            print(f"\n=== GET /admin/monitor through the local API: HTTP {page.status}, {len(page.read())} bytes")
+        print("\nThe monitoring dashboard: run `make api`, then open http://127.0.0.1:3000/admin/monitor")
     except EmulatorError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,188 @@
+"""GET /admin/monitor in a real headless Chromium, against the local API with real services behind it.
+
+PostgreSQL is the shared server (a database of the test's own), Redis a throwaway server of the
+test's own, so it can be killed to watch the queue card turn red on the next poll. Screenshots go
+to tests/artifacts/ (git-ignored). Debian's Chromium and ChromeDriver are required: missing is a
+failure, never a skip, and selenium never downloads a browser or driver.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait
+
+import services
+from bullmq_scenario import run_scenario, unique_prefix
+from local_api import LocalApi
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+HP = "high-priority"
+GREEN, RED = "rgb(26, 127, 55)", "rgb(207, 34, 46)"  # the page's --healthy / --unhealthy
+CHROMIUM_FLAGS = (
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1100",
+)  # fmt: skip
+
+# Everything the assertions need from the page, read in one round trip (the cards re-render every poll).
+SNAPSHOT_JS = """
+const rows = (card) => Object.fromEntries([...card.querySelectorAll("tr[data-queue]")].map((row) => [
+  row.dataset.queue, Object.fromEntries([...row.querySelectorAll("[data-count]")].map(
+    (cell) => [cell.dataset.count, Number(cell.textContent)]))]));
+const cards = Object.fromEntries([...document.querySelectorAll("[data-component]")].map((card) => {
+  const badge = card.querySelector(".badge");
+  return [card.dataset.component, {
+    status: card.dataset.status, badge: badge.textContent, colour: getComputedStyle(badge).backgroundColor,
+    lastOk: Number(card.dataset.lastOk || 0), problem: card.querySelector(".problem").textContent,
+    fields: Object.fromEntries([...card.querySelectorAll("[data-field]")].map((d) => [d.dataset.field, d.textContent])),
+    queues: rows(card)}];
+}));
+return {cards, overall: document.getElementById("overall").textContent,
+        lastRefresh: document.getElementById("last-refresh").textContent};
+"""
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
+    assert not missing, (
+        f"{', '.join(missing)} not installed: the dashboard test needs Debian's Chromium and ChromeDriver "
+        "(apt-get install -y chromium chromium-driver, or `make browser-deps`)"
+    )
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A throwaway Redis of this test's own (never the shared one on 6379): ``(process, url)``."""
+    server = shutil.which("redis-server")
+    assert server, "redis-server not found (apt-get install redis-server)"
+    port = services._free_port()
+    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen([*argv, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        services._wait_listening(port, "Redis")
+        yield process, f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def wait_for(driver, condition: Callable[[dict[str, Any]], bool], what: str, timeout: float) -> dict[str, Any]:
+    """Poll the page until ``condition(snapshot)``; on timeout fail with the last snapshot."""
+    last: dict[str, Any] = {}
+
+    def met(d) -> dict[str, Any] | bool:
+        last.update(d.execute_script(SNAPSHOT_JS))
+        return condition(last) and dict(last)
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(met)
+    except TimeoutException:
+        pytest.fail(f"{what} not seen within {timeout} s; page: {last}")
+
+
+def others_keep_polling(driver, since: dict[str, Any]) -> None:
+    """The app and db cards answer again after ``since`` and are still healthy (green)."""
+    after = wait_for(
+        driver,
+        lambda s: all(s["cards"][name]["lastOk"] > since["cards"][name]["lastOk"] for name in ("app", "db")),
+        "new app and db polls",
+        timeout=15,
+    )
+    assert [(after["cards"][name]["status"], after["cards"][name]["colour"]) for name in ("app", "db")] == [
+        ("healthy", GREEN)] * 2, after  # fmt: skip
+
+
+def screenshot(driver, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    assert driver.save_screenshot(str(path)), f"no screenshot saved to {path}"
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000, f"{path} is not a real PNG"
+
+
+def test_dashboard_shows_live_health_and_a_dead_redis(built, chromium, redis_server, database_url):
+    redis_process, redis_url = redis_server
+    prefix = unique_prefix("dash")
+    run_scenario("populate", prefix, HP, redis_url, waiting=3, completed=5)
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "QUEUE_NAMES": HP, "BULLMQ_PREFIX": prefix,
+           "HIGH_PRIORITY_QUEUE": HP}  # fmt: skip
+
+    with LocalApi(build_dir=built, extra_env=env) as api:
+        page = f"{api.url}/admin/monitor"
+        with urllib.request.urlopen(page, timeout=30) as response:  # noqa: S310 - our own local URL
+            assert response.status == 200
+            assert response.headers["content-type"].startswith("text/html")
+            csp = response.headers["content-security-policy"] or ""
+        for directive in ("default-src 'none'", "script-src 'unsafe-inline'", "connect-src 'self'"):
+            assert directive in csp, f"CSP {csp!r} lacks {directive!r}"
+
+        chromium.get(f"{page}?interval=2&timeout=1.5")
+        healthy = wait_for(
+            chromium,
+            lambda s: (
+                all(card["status"] == "healthy" for card in s["cards"].values())
+                and s["cards"]["queue"]["queues"].get(HP, {}).get("waiting") == 3
+            ),
+            "all three cards healthy with the queue's counts",
+            timeout=30,
+        )
+        app, db, queue = (healthy["cards"][name] for name in ("app", "db", "queue"))
+        assert {card["badge"] for card in (app, db, queue)} == {"healthy"} and healthy["overall"] == "healthy"
+        assert {card["colour"] for card in (app, db, queue)} == {GREEN}
+        assert {"uptime", "memory", "rss", "python", "cold-start"} <= set(app["fields"])
+        assert app["fields"]["python"].startswith("3.13")
+        assert "threshold 1000ms" in db["fields"]["query-time"] and "max" in db["fields"]["connections"]
+        assert queue["queues"][HP] == dict.fromkeys(("active", "failed", "delayed", "prioritized", "paused"), 0) | {
+            "waiting": 3, "completed": 5}  # fmt: skip
+        assert queue["fields"]["failure-rate"].startswith("0.00%") and queue["fields"]["lag"].startswith("3 jobs")
+        assert healthy["lastRefresh"] != "never"
+        screenshot(chromium, "dashboard-healthy.png")
+
+        # Redis frozen (SIGSTOP): the queue function hangs on its socket, the page gives up after 1.5 s.
+        redis_process.send_signal(signal.SIGSTOP)
+        hung = wait_for(
+            chromium, lambda s: s["cards"]["queue"]["problem"].startswith("Error: no answer"), "a timeout", 15
+        )
+        assert hung["cards"]["queue"]["status"] == "unhealthy" and hung["cards"]["queue"]["colour"] == RED
+        assert hung["cards"]["queue"]["queues"][HP]["waiting"] == 3  # the last good figures stay, dimmed
+        others_keep_polling(chromium, hung)
+        screenshot(chromium, "dashboard-redis-hung.png")
+
+        # Redis dead: the queue route answers 503 with a reason on a following poll, shown in red.
+        redis_process.kill()
+        redis_process.wait()
+        down = wait_for(chromium, lambda s: s["cards"]["queue"]["problem"].startswith("Reason: "), "a 503 reason", 20)
+        assert down["cards"]["queue"]["status"] == "unhealthy" and down["cards"]["queue"]["colour"] == RED
+        assert down["cards"]["queue"]["queues"] == {} and down["overall"] == "unhealthy"
+        others_keep_polling(chromium, down)
+        screenshot(chromium, "dashboard-redis-down.png")
+
+        # Self-contained: every request the page made went to the API's own origin, only to the health routes.
+        requested = chromium.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")
+        assert requested and all(name.startswith(f"{api.url}/") for name in requested), requested
+        assert {urlsplit(name).path for name in requested} == {f"/api/health/{name}" for name in ("app", "db", "queue")}
+        console = [entry["message"] for entry in chromium.get_log("browser")]
+        assert not [line for line in console if "Content Security Policy" in line or "Uncaught" in line], console

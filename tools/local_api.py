@@ -1,0 +1,554 @@
+"""`make api`: the template's HttpApi routes on 127.0.0.1, like `sam local start-api` without Docker.
+
+Routes come from the built template's ``HttpApi`` events (``.aws-sam/local``, see
+`make build`). Each HTTP request becomes an API Gateway payload-2.0 event; a
+protected route first runs its Lambda authorizer (REQUEST, payload 2.0, simple
+responses); the route's function runs in a warm execution environment of its
+own under the Lambda Runtime Interface Emulator (started on first use, one
+invocation at a time), and its payload-2.0 response becomes the HTTP response.
+Requests are logged to stderr as ``METHOD path status ms``.
+
+    python tools/local_api.py --port 3000 --env-vars env.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlsplit
+
+from lambda_emulator import (
+    BUILD_DIR,
+    PSEUDO_PARAMETERS,
+    Emulator,
+    EmulatorError,
+    Invocation,
+    load_function,
+    read_env_file,
+)
+from services import ServiceUnavailable, postgres_url, redact, redis_url
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's HTTP API payload limit
+API_ID = "local"
+STAGE = "$default"
+DEFAULT_ROUTE = "$default"
+TEXT_SUBTYPES = ("json", "xml", "javascript", "x-www-form-urlencoded", "graphql", "yaml", "csv")
+HOP_BY_HOP = frozenset({"connection", "content-length", "transfer-encoding", "keep-alive"})
+
+
+class Route(NamedTuple):
+    method: str  # GET, POST, ..., or ANY
+    path: str  # /api/items/{id}, /files/{proxy+} or $default
+    function: str  # logical ID
+    authorizer: str | None  # authorizer name; None for Authorizer: NONE
+
+    @property
+    def key(self) -> str:
+        return DEFAULT_ROUTE if self.path == DEFAULT_ROUTE else f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class Authorizer:
+    name: str
+    function: str
+    identity_headers: tuple[str, ...] = ()
+    identity_query: tuple[str, ...] = ()
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    problem: str | None = None  # why the gateway answered 500, for the request log
+
+
+def gateway_response(status: int, message: str, problem: str | None = None) -> Response:
+    body = json.dumps({"message": message}, separators=(",", ":")).encode()
+    return Response(status, [("content-type", "application/json")], body, problem)
+
+
+class FunctionFailed(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def _get_att_target(value: Any) -> str | None:
+    target = value.get("Fn::GetAtt") if isinstance(value, dict) else None
+    if isinstance(target, str):
+        target = target.split(".")
+    return target[0] if isinstance(target, list) and target else None
+
+
+def _authorizer(name: str, config: Any, resources: Mapping[str, Any]) -> Authorizer:
+    if not isinstance(config, dict):
+        raise EmulatorError(f"authorizer {name!r} is not defined in the HttpApi's Auth.Authorizers")
+    function = _get_att_target(config.get("FunctionArn"))
+    if function not in resources:
+        raise EmulatorError(f"authorizer {name!r}: only Lambda authorizers of a function in the template are served")
+    if str(config.get("AuthorizerPayloadFormatVersion")) != "2.0" or not config.get("EnableSimpleResponses"):
+        raise EmulatorError(f"authorizer {name!r}: only payload 2.0 with simple responses is served")
+    identity = config.get("Identity") or {}
+    return Authorizer(name, function, tuple(identity.get("Headers", ())), tuple(identity.get("QueryStrings", ())))
+
+
+def read_routes(template: Mapping[str, Any]) -> tuple[list[Route], dict[str, Authorizer]]:
+    """Every HttpApi event of every function, with its authorizer (the API's DefaultAuthorizer unless NONE)."""
+    resources = template.get("Resources", {})
+    api_globals = template.get("Globals", {}).get("HttpApi", {})
+    routes: list[Route] = []
+    authorizers: dict[str, Authorizer] = {}
+    for logical_id, resource in resources.items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in (resource.get("Properties", {}).get("Events") or {}).values():
+            if event.get("Type") != "HttpApi":
+                continue
+            props = event.get("Properties") or {}
+            api_ref = (props.get("ApiId") or {}).get("Ref")
+            api = {**api_globals, **(resources.get(api_ref, {}).get("Properties", {}) if api_ref else {})}
+            auth = api.get("Auth") or {}
+            name = (props.get("Auth") or {}).get("Authorizer", auth.get("DefaultAuthorizer"))
+            if name in (None, "NONE"):
+                name = None
+            elif name not in authorizers:
+                authorizers[name] = _authorizer(name, (auth.get("Authorizers") or {}).get(name), resources)
+            method = str(props.get("Method", "ANY")).upper()
+            routes.append(Route("ANY" if method == "X-AMAZON-APIGATEWAY-ANY-METHOD" else method,
+                                props.get("Path", DEFAULT_ROUTE), logical_id, name))  # fmt: skip
+    return routes, authorizers
+
+
+class _RouteMatcher:
+    """API Gateway's choice: exact paths before {param} paths before {greedy+} paths, a method before ANY."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        compiled = [(route, *self._compile(route.path)) for route in routes]
+        self._routes = sorted(compiled, key=lambda item: self._specificity(item[0], item[2]))
+
+    @staticmethod
+    def _compile(path: str) -> tuple[re.Pattern[str], list[str]]:
+        if path == DEFAULT_ROUTE:
+            return re.compile(r".*", re.S), []
+        names: list[str] = []
+        parts = []
+        for segment in path.split("/"):
+            variable = re.fullmatch(r"\{([^{}+]+)(\+?)\}", segment)
+            if variable is None:
+                parts.append(re.escape(segment))
+            else:
+                names.append(variable[1])
+                parts.append("(.+)" if variable[2] else "([^/]+)")
+        return re.compile("/".join(parts)), names
+
+    @staticmethod
+    def _specificity(route: Route, names: list[str]) -> tuple[bool, bool, int, bool]:
+        return route.path == DEFAULT_ROUTE, route.path.endswith("+}"), len(names), route.method == "ANY"
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        for route, pattern, names in self._routes:
+            if route.method in (method, "ANY") and (found := pattern.fullmatch(path)):
+                return route, dict(zip(names, found.groups(), strict=True))
+        return None
+
+
+# --------------------------------------------------------------------------- events and responses
+
+
+@dataclass
+class Request:
+    method: str
+    target: str  # path?query as received
+    headers: list[tuple[str, str]]
+    body: bytes
+    source_ip: str
+    protocol: str
+    port: int
+
+
+def _is_text(content_type: str) -> bool:
+    media, _, params = content_type.lower().partition(";")
+    main, _, sub = media.strip().partition("/")
+    charset = next((p.split("=", 1)[1].strip(' "') for p in params.split(";") if p.strip().startswith("charset=")), "")
+    if charset and charset.replace("-", "") != "utf8":
+        return False
+    return not media.strip() or main == "text" or sub.endswith(("+json", "+xml")) or sub in TEXT_SUBTYPES
+
+
+def _joined(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    joined: dict[str, str] = {}
+    for name, value in pairs:
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    return joined
+
+
+def new_request_id() -> str:
+    return base64.b64encode(secrets.token_bytes(11)).decode()  # API Gateway's shape: 16 characters
+
+
+def build_event(request: Request, route: Route, path_parameters: dict[str, str], request_id: str) -> dict[str, Any]:
+    """The payload-2.0 event of ``request`` (without ``authorizer``, which the authorizer decides)."""
+    parts = urlsplit(request.target)
+    raw_path = parts.path or "/"
+    cookies = [c.strip() for name, value in request.headers if name.lower() == "cookie" for c in value.split(";")]
+    headers = _joined([(name.lower(), value) for name, value in request.headers if name.lower() != "cookie"])
+    forwarded_for = headers.get("x-forwarded-for")
+    headers["x-forwarded-for"] = f"{forwarded_for}, {request.source_ip}" if forwarded_for else request.source_ip
+    headers.update({"x-forwarded-port": str(request.port), "x-forwarded-proto": "http"})
+    domain_name = headers.get("host", "127.0.0.1").rsplit(":", 1)[0]
+    now = time.time()
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route.key,
+        "rawPath": raw_path,
+        "rawQueryString": parts.query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": PSEUDO_PARAMETERS["AWS::AccountId"],
+            "apiId": API_ID,
+            "domainName": domain_name,
+            "domainPrefix": domain_name.split(".")[0],
+            "http": {
+                "method": request.method,
+                "path": raw_path,
+                "protocol": request.protocol,
+                "sourceIp": request.source_ip,
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": route.key,
+            "stage": STAGE,
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies := [c for c in cookies if c]:
+        event["cookies"] = cookies
+    if parts.query:
+        event["queryStringParameters"] = _joined(parse_qsl(parts.query, keep_blank_values=True))
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if request.body:
+        try:
+            text = request.body.decode() if _is_text(headers.get("content-type", "")) else None
+        except UnicodeDecodeError:
+            text = None
+        event["body"] = text if text is not None else base64.b64encode(request.body).decode()
+        event["isBase64Encoded"] = text is None
+    return event
+
+
+def authorizer_event(event: dict[str, Any], identity: list[str], method: str) -> dict[str, Any]:
+    """The REQUEST authorizer's payload-2.0 event for the route event ``event``."""
+    fields = {key: value for key, value in event.items() if key not in ("body", "isBase64Encoded")}
+    region, account = PSEUDO_PARAMETERS["AWS::Region"], PSEUDO_PARAMETERS["AWS::AccountId"]
+    route_arn = f"arn:aws:execute-api:{region}:{account}:{API_ID}/{STAGE}/{method}{event['rawPath']}"
+    return {"version": "2.0", "type": "REQUEST", "routeArn": route_arn, "identitySource": identity, **fields}
+
+
+def _function_payload(raw: bytes) -> Any:
+    """The function's JSON result; FunctionFailed for an error (errorType/errorMessage) or no JSON at all."""
+    if not raw:
+        raise FunctionFailed("no response")
+    try:
+        payload = json.loads(raw)
+    except ValueError:  # e.g. the emulator's "Task timed out after 10.00 seconds"
+        raise FunctionFailed(raw.decode("utf-8", "replace")[:200]) from None
+    if isinstance(payload, dict) and "statusCode" not in payload and {"errorType", "errorMessage"} <= payload.keys():
+        raise FunctionFailed(f"{payload['errorType']}: {payload['errorMessage']}")
+    return payload
+
+
+def http_response(raw: bytes) -> Response:
+    """A payload-2.0 function result as HTTP: ``{statusCode, headers, cookies, body, ...}`` or any JSON (200)."""
+    payload = _function_payload(raw)
+    if not (isinstance(payload, dict) and "statusCode" in payload):
+        return Response(200, [("content-type", "application/json")], raw)
+    try:
+        status = int(payload["statusCode"])
+    except (TypeError, ValueError):
+        raise FunctionFailed(f"invalid statusCode {payload['statusCode']!r}") from None
+    headers = [(str(name), str(value)) for name, value in (payload.get("headers") or {}).items()]
+    for name, values in (payload.get("multiValueHeaders") or {}).items():
+        headers += [(str(name), str(value)) for value in values]
+    headers += [("set-cookie", str(cookie)) for cookie in payload.get("cookies") or ()]
+    body = payload.get("body")
+    text = body if isinstance(body, str) else "" if body is None else json.dumps(body)
+    try:
+        content = base64.b64decode(text, validate=True) if payload.get("isBase64Encoded") else text.encode()
+    except ValueError:
+        raise FunctionFailed("isBase64Encoded body is not base64") from None
+    return Response(status, [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP], content)
+
+
+# --------------------------------------------------------------------------- the API
+
+
+class _Environments:
+    """One warm execution environment per function, started on first use; one invocation at a time each."""
+
+    def __init__(self, start: Callable[[str], Emulator], functions: set[str]) -> None:
+        self._start = start
+        self._locks = {function: threading.Lock() for function in functions}
+        self._emulators: dict[str, Emulator] = {}
+
+    def invoke(self, function: str, event: dict[str, Any]) -> Invocation:
+        with self._locks[function]:
+            emulator = self._emulators.get(function)
+            if emulator is None or (emulator.process is not None and emulator.process.poll() is not None):
+                emulator = self._emulators[function] = self._start(function)  # a new one after a crash
+            return emulator.invoke(event)
+
+    @property
+    def warm(self) -> frozenset[str]:
+        return frozenset(self._emulators.copy())
+
+    def stop(self) -> None:
+        for emulator in self._emulators.values():
+            emulator.stop()
+        self._emulators.clear()
+
+
+class LocalApi:
+    """The template's HttpApi on ``host:port`` (0: any free port)."""
+
+    def __init__(
+        self,
+        build_dir: Path = BUILD_DIR,
+        env_vars: dict | None = None,
+        extra_env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        function_logs: bool = False,
+    ) -> None:
+        from samcli.yamlhelper import yaml_parse
+
+        template_path = Path(build_dir) / "template.yaml"
+        if not template_path.exists():
+            raise EmulatorError(f"{template_path} not found: run `make build` first")
+        self.build_dir = Path(build_dir)
+        self.env_vars = env_vars or {}
+        self.extra_env = extra_env or {}
+        self.host, self.port = host, port
+        self.function_logs = function_logs
+        self.routes, self.authorizers = read_routes(yaml_parse(template_path.read_text()))
+        self._matcher = _RouteMatcher(self.routes)
+        functions = {route.function for route in self.routes} | {a.function for a in self.authorizers.values()}
+        self._environments = _Environments(self._start_environment, functions)
+        self._server: ThreadingHTTPServer | None = None
+
+    def _start_environment(self, function: str) -> Emulator:
+        spec = load_function(function, self.build_dir, env_vars=self.env_vars)
+        return Emulator(spec, extra_env=self.extra_env).start()
+
+    def _invoke(self, function: str, event: dict[str, Any]) -> bytes:
+        invocation = self._environments.invoke(function, event)
+        if self.function_logs:
+            sys.stderr.write("".join(f"  {function}: {line}\n" for line in invocation.logs))
+        return invocation.raw
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("LocalApi is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def warm_functions(self) -> frozenset[str]:
+        """The functions whose execution environment has started (for tests and the curious)."""
+        return self._environments.warm
+
+    def start(self) -> LocalApi:
+        server = _Server((self.host, self.port), _RequestHandler)
+        server.api = self
+        self._server = server
+        threading.Thread(target=server.serve_forever, args=(0.1,), name="local-api", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        self._environments.stop()
+
+    def __enter__(self) -> LocalApi:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def respond(self, request: Request) -> Response:
+        """What API Gateway would answer to ``request``."""
+        request_id = new_request_id()
+        response = self._route(request, request_id)
+        response.headers.append(("apigw-requestid", request_id))
+        return response
+
+    def _route(self, request: Request, request_id: str) -> Response:
+        matched = self._matcher.match(request.method, urlsplit(request.target).path or "/")
+        if matched is None:
+            return gateway_response(404, "Not Found")
+        route, path_parameters = matched
+        event = build_event(request, route, path_parameters, request_id)
+        try:
+            if route.authorizer is not None:
+                denial = self._authorize(self.authorizers[route.authorizer], event, request.method)
+                if denial is not None:
+                    return denial
+            return http_response(self._invoke(route.function, event))
+        except (FunctionFailed, EmulatorError, OSError) as exc:
+            return gateway_response(500, "Internal Server Error", f"{route.function}: {exc}")
+
+    def _authorize(self, authorizer: Authorizer, event: dict[str, Any], method: str) -> Response | None:
+        """None when allowed (``event`` then carries the authorizer's context); else the gateway's answer."""
+        query = event.get("queryStringParameters") or {}
+        identity = [event["headers"].get(name.lower(), "") for name in authorizer.identity_headers]
+        identity += [query.get(name, "") for name in authorizer.identity_query]
+        if not all(identity):  # a missing identity source: 401 without calling the authorizer
+            return gateway_response(401, "Unauthorized")
+        raw = self._invoke(authorizer.function, authorizer_event(event, identity, method))
+        decision = _function_payload(raw)
+        if not (isinstance(decision, dict) and isinstance(decision.get("isAuthorized"), bool)):
+            raise FunctionFailed(f"authorizer {authorizer.name}: invalid simple response")
+        if not decision["isAuthorized"]:
+            return gateway_response(403, "Forbidden")
+        event["requestContext"]["authorizer"] = {"lambda": decision.get("context") or {}}
+        return None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    api: LocalApi
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    server_version = "local-api"
+
+    def _body(self) -> bytes | None:
+        """The request body; None when it exceeds MAX_BODY_BYTES (ValueError when malformed)."""
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            body = bytearray()
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                if len(body) + size > MAX_BODY_BYTES:
+                    return None
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                pass
+            return bytes(body)
+        length = int(self.headers.get("content-length") or 0)
+        if length < 0:
+            raise ValueError("negative content-length")
+        return None if length > MAX_BODY_BYTES else self.rfile.read(length)
+
+    def _serve(self) -> None:
+        started = time.monotonic()
+        try:
+            body = self._body()
+        except ValueError:
+            body = None
+            response = gateway_response(400, "Bad Request")
+        else:
+            response = gateway_response(413, "Request Entity Too Large") if body is None else self._respond(body)
+        if body is None:
+            self.close_connection = True  # the rest of the body is still unread
+        elapsed_ms = (time.monotonic() - started) * 1000
+        problem = f" ({response.problem})" if response.problem else ""
+        sys.stderr.write(f"{self.command} {urlsplit(self.path).path} {response.status} {elapsed_ms:.0f} ms{problem}\n")
+        self._send(response)
+
+    def _respond(self, body: bytes) -> Response:
+        request = Request(
+            method=self.command,
+            target=self.path,
+            headers=list(self.headers.items()),
+            body=body,
+            source_ip=self.client_address[0],
+            protocol=self.request_version,
+            port=self.server.server_address[1],
+        )
+        return self.server.api.respond(request)
+
+    def _send(self, response: Response) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(response.body)))
+        if self.close_connection:
+            self.send_header("connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # _serve logs one line per request (never the headers)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _given(env_vars: Mapping[str, Any], name: str) -> bool:
+    return any(isinstance(section, dict) and section.get(name) for section in env_vars.values())
+
+
+def service_urls(env_vars: Mapping[str, Any]) -> dict[str, str]:
+    """DATABASE_URL/REDIS_URL from the environment, else the env-vars file, else found or started locally."""
+    urls = {}
+    for name, locate in (("DATABASE_URL", postgres_url), ("REDIS_URL", redis_url)):
+        if os.environ.get(name) or not _given(env_vars, name):
+            urls[name], where = locate()
+            print(f"{name}: {redact(urls[name])} ({where})")
+    return urls
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=3000, help="port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("-n", "--env-vars", help="env.json in the format of sam local start-api --env-vars")
+    parser.add_argument("--build-dir", default=str(BUILD_DIR), help="the `make build` output")
+    args = parser.parse_args(argv)
+    try:
+        env_vars = read_env_file(args.env_vars)
+        api = LocalApi(Path(args.build_dir), env_vars, service_urls(env_vars), port=args.port, function_logs=True)
+        api.start()
+    except (EmulatorError, ServiceUnavailable, OSError) as exc:
+        print(f"local-api: {exc}", file=sys.stderr)
+        return 1
+    for route in api.routes:
+        protection = f"  [{route.authorizer}]" if route.authorizer else ""
+        print(f"  {route.method:<7} {route.path:<28} -> {route.function}{protection}")
+    print(f"Serving on {api.url} (Ctrl-C to stop)", flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the environments on kill too
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        api.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
