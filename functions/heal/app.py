@@ -9,8 +9,8 @@ from parel_monitoring.http import NO_STORE, HttpError, json_response
 from parel_monitoring.observability import is_http_event, lambda_handler
 
 
-def _heal(settings: HealSettings, context, options):
-    budget = Budget(context, reserve_ms=settings.reserve_ms)
+def _heal(settings: HealSettings, context, options, limit_ms=None):
+    budget = Budget(context, reserve_ms=settings.reserve_ms, limit_ms=limit_ms)
     return run_all(settings, get_database(settings.database), get_redis(settings.redis), options, budget)
 
 
@@ -19,7 +19,7 @@ def handler(event, context, settings: HealSettings):
     if is_http_event(event):
         options = parse_options(event.get("queryStringParameters"))
         try:
-            result = _heal(settings, context, options)
+            result = _heal(settings, context, options, limit_ms=settings.api_budget_ms)
         except HealInProgress:
             raise HttpError(409, "conflict", "A heal run is already in progress; try again when it ends.") from None
         return json_response(503 if result["status"] == "failed" else 200, result, NO_STORE)

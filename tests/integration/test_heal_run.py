@@ -232,3 +232,26 @@ def test_requeued_stuck_jobs_raise_a_warning(configure, database_url, prefix, al
     result = heal(configure(), HealOptions(routines=("jobs",)))
     (alert,) = alert_inbox()
     assert alert["severity"] == "WARNING" and str(result["stuckJobs"]) in alert["message"]
+
+
+def test_the_redis_lock_refuses_a_second_run_and_is_released_after(configure, database_url, prefix):
+    """HEAL_LOCK=redis: for PostgreSQL behind PgBouncer in transaction mode (no session locks)."""
+    from parel_monitoring.heal.run import REDIS_LOCK_KEY
+
+    seed_rot(database_url, prefix)
+    settings = configure(HEAL_LOCK="redis", HEAL_LOCK_TTL_MS="60000")
+    client = get_redis(settings.redis)
+    client.set(REDIS_LOCK_KEY, "another-run", px=60_000)
+    try:
+        with pytest.raises(HealInProgress):
+            heal(settings)
+    finally:
+        client.delete(REDIS_LOCK_KEY)
+    assert heal(settings)["staleSessions"] == 2
+    assert client.get(REDIS_LOCK_KEY) is None  # released by its holder
+
+
+def test_an_api_budget_caps_the_run_below_the_function_timeout(configure, database_url, prefix):
+    seed_rot(database_url, prefix)
+    capped = heal(configure(), budget=Budget(reserve_ms=1000, total_ms=600_000, limit_ms=500))
+    assert capped["partial"] is True and capped["staleSessions"] == 0

@@ -28,7 +28,7 @@ from parel_monitoring.heal.orphans import OrphanSettings, clean_orphaned_records
 from parel_monitoring.heal.sessions import SessionSettings, heal_stale_sessions
 from parel_monitoring.logs import create_logger
 from parel_monitoring.scrub import safe_reason
-from parel_monitoring.settings import env_int
+from parel_monitoring.settings import env_choice, env_int
 
 # pg_try_advisory_lock key: a fixed 64-bit number ("parel-heal" in ASCII)
 LOCK_KEY = 0x70617265_6C2D6865
@@ -42,6 +42,12 @@ class HealSettings:
     jobs: StuckJobSettings
     orphans: OrphanSettings
     reserve_ms: int = field(default=5000)
+    # "postgres": a session advisory lock; "redis": SET NX PX with a token, for PostgreSQL behind
+    # PgBouncer in transaction mode, where a session lock is not bound to this run's connection.
+    lock: str = field(default="postgres")
+    lock_ttl_ms: int = field(default=900_000)
+    # An API run answers before API Gateway's 30 s integration timeout; the schedule has the function's.
+    api_budget_ms: int = field(default=25_000)
 
     @classmethod
     def from_env(cls) -> HealSettings:
@@ -52,6 +58,9 @@ class HealSettings:
             jobs=StuckJobSettings.from_env(),
             orphans=OrphanSettings.from_env(),
             reserve_ms=env_int("HEAL_TIME_RESERVE_MS", 5000, minimum=0),
+            lock=env_choice("HEAL_LOCK", "postgres", ("postgres", "redis")),
+            lock_ttl_ms=env_int("HEAL_LOCK_TTL_MS", 900_000, minimum=1000),
+            api_budget_ms=env_int("HEAL_API_BUDGET_MS", 25_000, minimum=1000),
         )
 
 
@@ -59,14 +68,14 @@ class HealInProgress(Exception):
     """Another heal run holds the lock."""
 
 
-class _RunLock:
-    """The advisory lock of one run (best effort when PostgreSQL itself is down)."""
+class _AdvisoryLock:
+    """A session advisory lock: it dies with its connection (best effort when PostgreSQL is down)."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self.held = False
 
-    def __enter__(self) -> _RunLock:
+    def __enter__(self) -> _AdvisoryLock:
         try:
             acquired = self.database.run(
                 lambda conn: conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
@@ -89,6 +98,35 @@ class _RunLock:
                 self.database.run(lambda conn: conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,)))
 
 
+REDIS_LOCK_KEY = "parel-monitoring:heal:lock"
+_RELEASE_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+class _RedisLock:
+    """SET NX PX with a token: it expires with its holder (best effort when Redis is down)."""
+
+    def __init__(self, client: redis.Redis, ttl_ms: int) -> None:
+        self.client, self.ttl_ms = client, ttl_ms
+        self.token = correlation.new_id()
+        self.held = False
+
+    def __enter__(self) -> _RedisLock:
+        try:
+            acquired = self.client.set(REDIS_LOCK_KEY, self.token, nx=True, px=self.ttl_ms)
+        except redis.RedisError as exc:
+            create_logger("heal").warning("Heal lock unavailable (Redis down); running unlocked", {"reason": str(exc)})
+            return self
+        if not acquired:
+            raise HealInProgress
+        self.held = True
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.held:
+            with contextlib.suppress(redis.RedisError):  # it expires anyway
+                self.client.eval(_RELEASE_LUA, 1, REDIS_LOCK_KEY, self.token)
+
+
 def _routine_calls(
     settings: HealSettings, database: Database, client: redis.Redis, options: HealOptions, budget: Budget
 ) -> dict[str, Callable[[], dict[str, Any]]]:
@@ -106,7 +144,8 @@ def run_all(
     started = time.monotonic()
     calls = _routine_calls(settings, database, client, options, budget)
     details: dict[str, dict[str, Any]] = {}
-    with _RunLock(database):
+    lock = _RedisLock(client, settings.lock_ttl_ms) if settings.lock == "redis" else _AdvisoryLock(database)
+    with lock:
         for name in options.routines:
             if budget.exhausted():
                 details[name] = {"status": "skipped", "count": 0, "partial": True, "error": None}
