@@ -71,3 +71,31 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def fake_aws(monkeypatch):
+    """moto's AWS for the test: fake credentials and region, Powertools' and our client caches cleared."""
+    from aws_lambda_powertools.utilities.parameters import base
+    from moto import mock_aws
+
+    from parel_monitoring import alerts
+
+    for name in ("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "us-east-1" if name == "AWS_DEFAULT_REGION" else "testing")
+    base.clear_caches()
+    alerts._sns_client.cache_clear()
+    with mock_aws():
+        yield
+    alerts._sns_client.cache_clear()
+
+
+@pytest.fixture
+def webhooks():
+    """Two real HTTP servers standing in for Slack's and Discord's webhooks."""
+    from pytest_httpserver import HTTPServer
+
+    slack, discord = HTTPServer(host="127.0.0.1"), HTTPServer(host="127.0.0.1")
+    slack.start(), discord.start()
+    yield slack, discord
+    slack.stop(), discord.stop()

@@ -4,17 +4,8 @@ import json
 import uuid
 
 import pytest
-from pytest_httpserver import HTTPServer
 
 from events_loader import load_event
-
-
-@pytest.fixture
-def webhooks():
-    slack, discord = HTTPServer(host="127.0.0.1"), HTTPServer(host="127.0.0.1")
-    slack.start(), discord.start()
-    yield slack, discord
-    slack.stop(), discord.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import boto3
 import pytest
-from moto import mock_aws
 from pytest_httpserver import HTTPServer
 
 from events_loader import load_event
@@ -19,14 +18,6 @@ from parel_monitoring.notify.delivery import DeliverySettings
 from parel_monitoring.notify.intake import alert_from_sns
 from parel_monitoring.notify.model import Alert
 from parel_monitoring.notify.service import AlertSettings, dispatch
-
-
-@pytest.fixture
-def webhooks():
-    slack, discord = HTTPServer(host="127.0.0.1"), HTTPServer(host="127.0.0.1")
-    slack.start(), discord.start()
-    yield slack, discord
-    slack.stop(), discord.stop()
 
 
 @pytest.fixture
@@ -124,25 +115,15 @@ def test_no_channel_configured_is_a_warning_not_a_crash(settings, capsys):
     assert "No alert channel configured" in capsys.readouterr().out
 
 
-def test_webhook_urls_come_from_secrets_manager(monkeypatch):
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-    }.items():
-        monkeypatch.setenv(name, value)
-    from aws_lambda_powertools.utilities.parameters import base
-
-    base.clear_caches()
-    with mock_aws():
-        secrets = boto3.client("secretsmanager")
-        slack = secrets.create_secret(Name="slack", SecretString="https://hooks.slack.com/services/T/B/X")["ARN"]
-        discord = secrets.create_secret(Name="discord", SecretString="https://discord.com/api/webhooks/1/Y")["ARN"]
-        for name in ("SLACK_WEBHOOK_URL", "DISCORD_WEBHOOK_URL", "REDIS_URL"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("SLACK_WEBHOOK_URL_SECRET_ARN", slack)
-        monkeypatch.setenv("DISCORD_WEBHOOK_URL_SECRET_ARN", discord)
-        settings = AlertSettings.from_env()
+def test_webhook_urls_come_from_secrets_manager(monkeypatch, fake_aws):
+    secrets = boto3.client("secretsmanager")
+    slack = secrets.create_secret(Name="slack", SecretString="https://hooks.slack.com/services/T/B/X")["ARN"]
+    discord = secrets.create_secret(Name="discord", SecretString="https://discord.com/api/webhooks/1/Y")["ARN"]
+    for name in ("SLACK_WEBHOOK_URL", "DISCORD_WEBHOOK_URL", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLACK_WEBHOOK_URL_SECRET_ARN", slack)
+    monkeypatch.setenv("DISCORD_WEBHOOK_URL_SECRET_ARN", discord)
+    settings = AlertSettings.from_env()
     assert [channel.name for channel in settings.channels()] == ["slack", "discord"]
     assert settings.slack_url.endswith("/X") and settings.redis is None
     assert "hooks.slack.com" not in repr(settings.channels())

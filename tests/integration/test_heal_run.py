@@ -11,11 +11,9 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import psycopg
 import pytest
-from moto import mock_aws
 
 from bullmq_scenario import REDIS_URL, cleanup, node_counts, run_scenario, unique_prefix
 from nextauth_schema import create_prisma_schema
-from parel_monitoring import alerts
 from parel_monitoring.bullmq import get_redis
 from parel_monitoring.db import Database
 from parel_monitoring.heal.budget import Budget
@@ -187,29 +185,20 @@ def test_tiny_budget_is_partial_and_a_later_run_finishes(configure, database_url
 
 
 @pytest.fixture
-def alert_inbox(monkeypatch):
+def alert_inbox(monkeypatch, fake_aws):
     """moto SNS topic with an SQS queue subscribed: what the layer's alert publisher sent."""
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-    }.items():
-        monkeypatch.setenv(name, value)
-    alerts._sns_client.cache_clear()
-    with mock_aws():
-        sns, sqs = boto3.client("sns"), boto3.client("sqs")
-        topic = sns.create_topic(Name=f"alerts-{uuid.uuid4().hex[:6]}")["TopicArn"]
-        queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
-        monkeypatch.setenv("ALERT_TOPIC_ARN", topic)
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name=f"alerts-{uuid.uuid4().hex[:6]}")["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    monkeypatch.setenv("ALERT_TOPIC_ARN", topic)
 
-        def received() -> list[dict]:
-            messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-            return [json.loads(message["Body"]) for message in messages]
+    def received() -> list[dict]:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(message["Body"]) for message in messages]
 
-        yield received
-    alerts._sns_client.cache_clear()
+    yield received
 
 
 def test_a_failing_routine_does_not_stop_the_others_and_raises_a_critical_alert(

@@ -4,31 +4,24 @@ import json
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from parel_monitoring import alerts, correlation
 
 
 @pytest.fixture
-def topic(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    alerts._sns_client.cache_clear()
-    with mock_aws():
-        sns, sqs = boto3.client("sns"), boto3.client("sqs")
-        arn = sns.create_topic(Name="alerts")["TopicArn"]
-        queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
-        monkeypatch.setenv("ALERT_TOPIC_ARN", arn)
+def topic(monkeypatch, fake_aws):
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    arn = sns.create_topic(Name="alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
+    monkeypatch.setenv("ALERT_TOPIC_ARN", arn)
 
-        def received():
-            messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-            return [json.loads(message["Body"]) for message in messages]
+    def received():
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(message["Body"]) for message in messages]
 
-        yield received
-    alerts._sns_client.cache_clear()
+    yield received
 
 
 def test_alert_carries_severity_metadata_and_the_correlation_id(topic):

@@ -1,6 +1,5 @@
 import boto3
 import pytest
-from moto import mock_aws
 
 from parel_monitoring import settings
 from parel_monitoring.health.app import AppHealthSettings
@@ -42,15 +41,8 @@ def test_secret_directly_from_environment(monkeypatch):
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    from aws_lambda_powertools.utilities.parameters import base
-
-    base.clear_caches()
-    with mock_aws():
-        yield
+def aws(fake_aws):
+    return fake_aws
 
 
 def test_secret_from_secrets_manager(aws, monkeypatch):
