@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 REDACTED = "[redacted]"
 
@@ -35,13 +36,24 @@ _known_secrets: set[str] = set()
 
 
 def register_secret(value: str | None) -> None:
-    """Remember a configured secret so any later occurrence of it is redacted."""
-    if value and len(value) >= 6:
-        _known_secrets.add(value)
+    """Remember a configured secret so any later occurrence of it is redacted.
+
+    A URL's password (and a long user part, like a Sentry DSN's key) is remembered on its own
+    too: drivers keep it apart from the URL, e.g. in the locals of a stack frame.
+    """
+    if not value or len(value) < 6:
+        return
+    _known_secrets.add(value)
+    if "://" in value:
+        parts = urlsplit(value)
+        for part, minimum in ((parts.password, 6), (parts.username, 16)):
+            if part and len(part) >= minimum:
+                _known_secrets.add(unquote(part))
+                _known_secrets.add(part)
 
 
 def scrub_text(text: str) -> str:
-    for secret in _known_secrets:
+    for secret in sorted(_known_secrets, key=len, reverse=True):  # a whole URL before its password
         if secret in text:
             text = text.replace(secret, REDACTED)
     for pattern, replacement in _PATTERNS:

@@ -30,9 +30,10 @@ def _boolean(name: str, value: Any) -> bool:
 
 def parse_options(params: Mapping[str, Any] | None) -> HealOptions:
     """Options from the query string (or the schedule's input); anything else is a 400 naming it."""
-    params = params or {}
+    if params is None:
+        params = {}
     if not isinstance(params, Mapping):
-        raise HttpError(400, "bad_request", "options must be an object")
+        raise HttpError(400, "bad_request", "options must be an object", parameter="options")
     unknown = sorted(str(name) for name in params if name not in OPTIONS)
     if unknown:
         raise HttpError(

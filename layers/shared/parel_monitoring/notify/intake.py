@@ -29,18 +29,17 @@ def alert_from_request(event: dict[str, Any]) -> Alert:
     raw = event.get("body") or ""
     if not isinstance(raw, str):
         raise _bad("body must be a JSON object", "body")
-    if event.get("isBase64Encoded"):
-        try:
-            data = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            raise _bad("body is not valid base64", "body") from None
-    else:
-        data = raw.encode()
+    try:
+        data = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else raw.encode()
+    except (binascii.Error, ValueError):  # UnicodeEncodeError (a lone surrogate) is a ValueError too
+        raise _bad(
+            "body is not valid base64" if event.get("isBase64Encoded") else "body is not valid UTF-8", "body"
+        ) from None
     if len(data) > MAX_BODY_BYTES:
         raise HttpError(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes", field="body")
     try:
         body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
         raise _bad("body is not valid JSON", "body") from None
     if not isinstance(body, dict):
         raise _bad("body must be a JSON object", "body")
@@ -86,7 +85,10 @@ def _alert_from_alarm(alarm: dict[str, Any]) -> Alert:
     state = alarm.get("NewStateValue")
     title = f"Resolved: {name}" if state == "OK" else name
     trigger = alarm.get("Trigger") if isinstance(alarm.get("Trigger"), dict) else {}
-    dimensions = {d.get("name"): d.get("value") for d in trigger.get("Dimensions") or [] if isinstance(d, dict)}
+    raw_dimensions = trigger.get("Dimensions") if isinstance(trigger.get("Dimensions"), list) else []
+    dimensions = {
+        d["name"]: d.get("value") for d in raw_dimensions if isinstance(d, dict) and isinstance(d.get("name"), str)
+    }
     metadata = {
         "state": state,
         "previousState": alarm.get("OldStateValue"),
@@ -119,13 +121,16 @@ def alert_from_sns(record: dict[str, Any]) -> tuple[str, Alert]:
         raise ValueError("not an SNS notification")
     try:
         message = json.loads(sns["Message"])
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ValueError("SNS message is not JSON") from None
     if not isinstance(message, dict):
         raise ValueError("SNS message is not a JSON object")
     message_id = str(sns.get("MessageId") or "")
     if "AlarmName" in message and "NewStateValue" in message:
-        return message_id, _alert_from_alarm(message)
+        try:
+            return message_id, _alert_from_alarm(message)
+        except (TypeError, AttributeError, ValueError):
+            raise ValueError("CloudWatch alarm notification is malformed") from None
     try:
         return message_id, _alert_from_fields(message, source=None)
     except HttpError as exc:
