@@ -21,7 +21,7 @@ PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv runtime node-deps browser-deps build build-deploy validate lint format test test-unit demo invoke api smoke bench deploy clean
+.PHONY: help venv runtime node-deps browser-deps build build-deploy validate lint format test test-unit demo invoke api smoke bench reliability deploy clean
 
 help:
 	@echo "make demo                         build, then invoke the functions locally against real services"
@@ -30,6 +30,7 @@ help:
 	@echo "make api [PORT=3000]              the HttpApi routes on 127.0.0.1 (like sam local start-api, no Docker)"
 	@echo "make smoke URL=... [TOKEN=...]    check a deployed stack or make api: health, auth, test alert, heal dry run"
 	@echo "make bench                        benchmarks (cold init, warm latency, heal) into BENCHMARKS.md"
+	@echo "make reliability                  faults, hostile input, injection, secrets, load into RELIABILITY.md"
 	@echo "make build-deploy / make deploy   arm64 build (bytecode precompiled) / sam deploy --guided"
 
 venv: $(VENV)/.installed
@@ -115,6 +116,9 @@ bench: venv runtime node-deps build
 	$(BENCH) tools/bench_heal_jobs.py
 	$(BENCH) tools/bench_heal_sessions.py
 	$(BENCH) tools/bench_alerts.py
+
+reliability: venv runtime node-deps build
+	$(BENCH) tools/reliability.py
 
 clean:
 	rm -rf .aws-sam .cache $(VENV) .pytest_cache .ruff_cache
