@@ -105,15 +105,13 @@ def _docstrings(path: Path) -> dict[str, str]:
                 visit(node.body, f"{prefix}{node.name}.")
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test"):
                 doc = " ".join((ast.get_docstring(node) or "").split("\n\n")[0].split())
-                if not doc:  # no docstring: the first comment in the body, else say so
-                    body = source[node.body[0].lineno - 1 : node.end_lineno]
-                    comment = next((line.strip()[1:].strip() for line in body if line.strip().startswith("#")), "")
-                    doc = f"{comment} (a comment in the test)" if comment else "(no docstring: see the case name)"
+                if not doc:  # no docstring: the test's name is the sentence (test_x_is_y -> "X is y.")
+                    words = node.name.removeprefix("test_").replace("_", " ")
+                    doc = words[:1].upper() + words[1:] + "."
                 found[prefix + node.name] = doc
 
     with contextlib.suppress(OSError, SyntaxError):
         text = path.read_text()
-        source = text.splitlines()
         visit(ast.parse(text).body, "")
     return found
 
