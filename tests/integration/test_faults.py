@@ -21,7 +21,7 @@ from pytest_httpserver import HTTPServer
 
 from bullmq_scenario import REDIS_URL, cleanup, node_counts, run_scenario, unique_prefix
 from events_loader import load_event
-from lambda_emulator import BUILD_DIR, RUNTIME_DIR, Emulator, load_function
+from lambda_emulator import Emulator
 from nextauth_schema import create_prisma_schema
 from parel_monitoring.bullmq import RedisSettings, get_redis
 from parel_monitoring.db import Database
@@ -69,23 +69,6 @@ def redis_server():
     yield start
     for server in servers:
         server.close()
-
-
-@pytest.fixture
-def start_function():
-    """A built function in one warm emulator environment, stopped after the test."""
-    assert (BUILD_DIR / "template.yaml").exists(), f"{BUILD_DIR} missing: run `make build`"
-    assert (RUNTIME_DIR / "awslambdaric").exists(), f"{RUNTIME_DIR} missing: run `make runtime`"
-    started: list[Emulator] = []
-
-    def start(logical_id: str, **env: str) -> Emulator:
-        emulator = Emulator(load_function(logical_id, BUILD_DIR), extra_env=env).start()
-        started.append(emulator)
-        return emulator
-
-    yield start
-    for emulator in started:
-        emulator.stop()
 
 
 @pytest.fixture

@@ -68,22 +68,30 @@ class HealInProgress(Exception):
     """Another heal run holds the lock."""
 
 
-class _AdvisoryLock:
-    """A session advisory lock: it dies with its connection (best effort when PostgreSQL is down)."""
+class _RunLock:
+    """One heal run at a time. A lock that cannot be reached (its store is down) is skipped with a
+    warning: only the routines that do not need that store can run then, and their per-row and
+    per-job checks are atomic."""
 
-    def __init__(self, database: Database) -> None:
-        self.database = database
+    store = ""
+    unavailable: tuple[type[Exception], ...] = ()
+
+    def __init__(self) -> None:
         self.held = False
 
-    def __enter__(self) -> _AdvisoryLock:
+    def _acquire(self) -> bool:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> _RunLock:
         try:
-            acquired = self.database.run(
-                lambda conn: conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
-            )
-        except DatabaseUnavailable as exc:
-            # Only the Redis routine can run then, and its per-job checks are atomic.
+            acquired = self._acquire()
+        except self.unavailable as exc:
+            reason = getattr(exc, "reason", None) or safe_reason(exc)
             create_logger("heal").warning(
-                "Heal lock unavailable (PostgreSQL down); running unlocked", {"reason": exc.reason}
+                f"Heal lock unavailable ({self.store} down); running unlocked", {"reason": reason}
             )
             return self
         if not acquired:
@@ -93,38 +101,47 @@ class _AdvisoryLock:
 
     def __exit__(self, *exc_info: Any) -> None:
         if self.held:
-            # If the connection is gone, the lock went with it.
-            with contextlib.suppress(DatabaseUnavailable):
-                self.database.run(lambda conn: conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,)))
+            with contextlib.suppress(*self.unavailable):  # gone with its connection, or expiring anyway
+                self._release()
+
+
+class _AdvisoryLock(_RunLock):
+    """A session advisory lock: it dies with its connection."""
+
+    store, unavailable = "PostgreSQL", (DatabaseUnavailable,)
+
+    def __init__(self, database: Database) -> None:
+        super().__init__()
+        self.database = database
+
+    def _acquire(self) -> bool:
+        return self.database.run(
+            lambda conn: conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
+        )
+
+    def _release(self) -> None:
+        self.database.run(lambda conn: conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,)))
 
 
 REDIS_LOCK_KEY = "parel-monitoring:heal:lock"
 _RELEASE_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
-class _RedisLock:
-    """SET NX PX with a token: it expires with its holder (best effort when Redis is down)."""
+class _RedisLock(_RunLock):
+    """SET NX PX with a token: it expires with its holder."""
+
+    store, unavailable = "Redis", (redis.RedisError,)
 
     def __init__(self, client: redis.Redis, ttl_ms: int) -> None:
+        super().__init__()
         self.client, self.ttl_ms = client, ttl_ms
         self.token = correlation.new_id()
-        self.held = False
 
-    def __enter__(self) -> _RedisLock:
-        try:
-            acquired = self.client.set(REDIS_LOCK_KEY, self.token, nx=True, px=self.ttl_ms)
-        except redis.RedisError as exc:
-            create_logger("heal").warning("Heal lock unavailable (Redis down); running unlocked", {"reason": str(exc)})
-            return self
-        if not acquired:
-            raise HealInProgress
-        self.held = True
-        return self
+    def _acquire(self) -> bool:
+        return bool(self.client.set(REDIS_LOCK_KEY, self.token, nx=True, px=self.ttl_ms))
 
-    def __exit__(self, *exc_info: Any) -> None:
-        if self.held:
-            with contextlib.suppress(redis.RedisError):  # it expires anyway
-                self.client.eval(_RELEASE_LUA, 1, REDIS_LOCK_KEY, self.token)
+    def _release(self) -> None:
+        self.client.eval(_RELEASE_LUA, 1, REDIS_LOCK_KEY, self.token)
 
 
 def _routine_calls(
