@@ -25,7 +25,6 @@ import copy
 import importlib.util
 import inspect
 import json
-import logging
 import re
 import sys
 from pathlib import Path
@@ -151,17 +150,6 @@ def invoke(handler, event: Any, capsys) -> tuple[Any, str]:
     response = handler(copy.deepcopy(event), Context())
     captured = capsys.readouterr()
     return response, captured.out + captured.err
-
-
-def detach_pytest_log_capture() -> None:
-    """pytest attaches its log-capture handlers to every non-propagating logger (the text format's
-    ``parel.<service>`` loggers from earlier tests), which keeps create_logger from adding its stdout
-    handler; these tests read stdout, as Lambda does."""
-    for logger in list(logging.Logger.manager.loggerDict.values()):
-        if isinstance(logger, logging.Logger) and logger.name.startswith("parel."):
-            for handler in list(logger.handlers):
-                if type(handler).__name__ == "LogCaptureHandler":
-                    logger.removeHandler(handler)
 
 
 # --------------------------------------------------------------------------- strategies
@@ -787,7 +775,6 @@ def test_a_correlation_id_with_control_characters_never_reaches_a_log_line_raw(f
         event = load_event("heal-schedule", id=raw, detail={"force": "maybe"})
     monkeypatch.setenv("LOG_FORMAT", "text" if text_format else "json")
     logs.create_logger.cache_clear()  # loggers are per service and format: rebuild them for this example
-    detach_pytest_log_capture()
     handler = load_handler(logical_id)
     response, output = invoke(handler, event, capsys)
     assert output.strip(), "the rejection must be logged"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-import logging
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -351,17 +350,6 @@ INJECTIONS = [
 ]
 
 
-def detach_pytest_log_capture() -> None:
-    """pytest attaches its log-capture handlers to every non-propagating logger (the text format's
-    ``parel.<service>`` loggers from earlier tests), which keeps create_logger from adding its stdout
-    handler; these tests read stdout, as Lambda does."""
-    for logger in list(logging.Logger.manager.loggerDict.values()):
-        if isinstance(logger, logging.Logger) and logger.name.startswith("parel."):
-            for handler in list(logger.handlers):
-                if type(handler).__name__ == "LogCaptureHandler":
-                    logger.removeHandler(handler)
-
-
 def _handler(function_dir: str):
     spec = importlib.util.spec_from_file_location(
         f"injection_{function_dir}", ROOT / "functions" / function_dir / "app.py"
@@ -402,7 +390,6 @@ def test_a_correlation_id_never_injects_a_log_line(offline_env, monkeypatch, cap
     monkeypatch.setenv("LOG_FORMAT", log_format)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "HealFunction")
     logs.create_logger.cache_clear()
-    detach_pytest_log_capture()
     function_dir, event = _events(raw)[trigger]
     handler = _handler(function_dir)
     capsys.readouterr()
@@ -427,7 +414,6 @@ def test_user_text_in_log_fields_never_injects_a_log_line(offline_env, monkeypat
     monkeypatch.setenv("LOG_FORMAT", log_format)
     monkeypatch.setenv("STAGE", "prod")  # INFO alerts are dropped (and logged) outside dev: nothing is sent
     logs.create_logger.cache_clear()
-    detach_pytest_log_capture()
     body = json.dumps({"severity": "INFO", "title": f"Deployed\n{INJECTED}\r\n{INJECTED}", "message": "x\u2028y"})
     handler = _handler("alerts")
     capsys.readouterr()

@@ -67,7 +67,8 @@ class ServiceLogger:
         self.format = (log_format or os.environ.get("LOG_FORMAT") or "json").lower()
         if self.format == "text":
             self._logger = logging.getLogger(f"parel.{service}")
-            if not self._logger.handlers:
+            # Our own handler, once (other handlers, e.g. a test runner's, may be attached too).
+            if not any(isinstance(h.formatter, _TextFormatter) for h in self._logger.handlers):
                 handler = logging.StreamHandler(sys.stdout)
                 handler.setFormatter(_TextFormatter(service))
                 self._logger.addHandler(handler)
