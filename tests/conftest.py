@@ -129,3 +129,14 @@ def start_function(built):
     yield start
     for emulator in started:
         emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    """A client of the shared Redis on 127.0.0.1:6379 (tests use their own key prefixes)."""
+    import redis
+
+    connection = redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_connect_timeout=2, socket_timeout=5)
+    assert connection.ping(), "Redis at 127.0.0.1:6379 does not answer"
+    yield connection
+    connection.close()

@@ -27,12 +27,9 @@ pytestmark = pytest.mark.integration
 ZERO = dict.fromkeys(COUNT_TYPES, 0)
 
 
-@pytest.fixture(scope="module")
-def client():
-    connection = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-    assert connection.ping(), f"Redis at {REDIS_URL} does not answer"
-    yield connection
-    connection.close()
+@pytest.fixture
+def client(redis_client):
+    return redis_client
 
 
 @pytest.fixture

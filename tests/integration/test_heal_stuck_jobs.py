@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import redis
 
-from bullmq_scenario import REDIS_URL, SCENARIO, cleanup, node_state, prefix_keys, run_scenario, unique_prefix
+from bullmq_scenario import SCENARIO, cleanup, node_state, prefix_keys, run_scenario, unique_prefix
 from parel_monitoring.bullmq import COUNT_TYPES, job_counts
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.jobs import STALLED_REASON, StuckJobSettings, heal_stuck_jobs
@@ -49,12 +49,9 @@ process.kill(process.pid, 'SIGKILL');
 """
 
 
-@pytest.fixture(scope="module")
-def client():
-    connection = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-    assert connection.ping(), f"Redis at {REDIS_URL} does not answer"
-    yield connection
-    connection.close()
+@pytest.fixture
+def client(redis_client):
+    return redis_client
 
 
 @pytest.fixture
