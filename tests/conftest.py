@@ -140,3 +140,13 @@ def redis_client():
     assert connection.ping(), "Redis at 127.0.0.1:6379 does not answer"
     yield connection
     connection.close()
+
+
+@pytest.fixture
+def prefix(request):
+    """A BullMQ key prefix of this test's own (tagged with its module); its keys are deleted afterwards."""
+    from bullmq_scenario import cleanup, unique_prefix
+
+    name = unique_prefix(request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")[:12])
+    yield name
+    cleanup(name)

@@ -6,9 +6,7 @@ import json
 import socket
 import time
 
-import pytest
-
-from bullmq_scenario import REDIS_URL, cleanup, node_counts, run_scenario, unique_prefix
+from bullmq_scenario import REDIS_URL, node_counts, run_scenario
 from events_loader import load_event
 
 COUNT_TYPES = ("waiting", "active", "completed", "failed", "delayed", "prioritized", "paused", "waiting-children")
@@ -17,13 +15,6 @@ HP = "high-priority"
 
 def body(invocation):
     return json.loads(invocation.payload["body"])
-
-
-@pytest.fixture
-def prefix():
-    name = unique_prefix()
-    yield name
-    cleanup(name)
 
 
 def closed_port() -> int:

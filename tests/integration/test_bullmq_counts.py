@@ -32,13 +32,6 @@ def client(redis_client):
     return redis_client
 
 
-@pytest.fixture
-def prefix():
-    name = unique_prefix()
-    yield name
-    cleanup(name)
-
-
 def counts_only(reading: dict[str, Any]) -> dict[str, int]:
     return {key: reading[key] for key in COUNT_TYPES}
 

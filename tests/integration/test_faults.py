@@ -19,7 +19,7 @@ import pytest
 from faults import ControlledPostgres, ControlledRedis
 from pytest_httpserver import HTTPServer
 
-from bullmq_scenario import REDIS_URL, cleanup, node_counts, run_scenario, unique_prefix
+from bullmq_scenario import REDIS_URL, node_counts, run_scenario
 from events_loader import load_event
 from lambda_emulator import Emulator
 from nextauth_schema import create_prisma_schema
@@ -69,13 +69,6 @@ def redis_server():
     yield start
     for server in servers:
         server.close()
-
-
-@pytest.fixture
-def prefix():
-    name = unique_prefix("faults")
-    yield name
-    cleanup(name)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import boto3
 import psycopg
 import pytest
 
-from bullmq_scenario import REDIS_URL, cleanup, node_counts, run_scenario, unique_prefix
+from bullmq_scenario import REDIS_URL, node_counts, run_scenario
 from nextauth_schema import create_prisma_schema
 from parel_monitoring.bullmq import get_redis
 from parel_monitoring.db import Database
@@ -22,13 +22,6 @@ from parel_monitoring.heal.run import LOCK_KEY, HealInProgress, HealSettings, ru
 
 QUEUE = "mail"
 HEAL_VARIABLES = ("SESSION_SCHEMA", "SESSION_TABLE", "SESSION_EXPIRES_COLUMN", "ORPHAN_RULES", "SESSION_BATCH_SIZE")
-
-
-@pytest.fixture
-def prefix():
-    name = unique_prefix("heal")
-    yield name
-    cleanup(name)
 
 
 @pytest.fixture

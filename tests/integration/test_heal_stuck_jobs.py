@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import redis
 
-from bullmq_scenario import SCENARIO, cleanup, node_state, prefix_keys, run_scenario, unique_prefix
+from bullmq_scenario import SCENARIO, node_state, prefix_keys, run_scenario
 from parel_monitoring.bullmq import COUNT_TYPES, job_counts
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.jobs import STALLED_REASON, StuckJobSettings, heal_stuck_jobs
@@ -52,13 +52,6 @@ process.kill(process.pid, 'SIGKILL');
 @pytest.fixture
 def client(redis_client):
     return redis_client
-
-
-@pytest.fixture
-def prefix():
-    name = unique_prefix("bh")
-    yield name
-    cleanup(name)
 
 
 @pytest.fixture

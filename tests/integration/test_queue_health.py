@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from bullmq_scenario import REDIS_URL, cleanup, node_counts, prefix_keys, run_scenario, unique_prefix
+from bullmq_scenario import REDIS_URL, node_counts, prefix_keys, run_scenario
 from parel_monitoring import scrub
 from parel_monitoring.bullmq import COUNT_TYPES, get_redis
 from parel_monitoring.health.queue import QueueHealthSettings, check_queue_health
@@ -26,13 +26,6 @@ SETTING_VARIABLES = (
     "BULLMQ_PREFIX", "QUEUE_NAMES", "HIGH_PRIORITY_QUEUE", "QUEUE_LAG_WARNING", "QUEUE_LAG_CRITICAL",
     "QUEUE_FAILURE_WARNING_PCT", "QUEUE_FAILURE_CRITICAL_PCT",
 )  # fmt: skip
-
-
-@pytest.fixture
-def prefix():
-    name = unique_prefix()
-    yield name
-    cleanup(name)
 
 
 @pytest.fixture
