@@ -33,6 +33,27 @@ from parel_monitoring.settings import env_choice, env_int
 # pg_try_advisory_lock key: a fixed 64-bit number ("parel-heal" in ASCII)
 LOCK_KEY = 0x70617265_6C2D6865
 
+# A routine that ran but left out part of what it was asked to do (a table or queue it could not find or
+# classify) puts the reasons in its detail's "skipped" list; its status, and the run's unless a routine
+# failed, is then INCOMPLETE (HTTP 200: the next run will not fix it by itself; the reasons say what to set).
+OK, PARTIAL, INCOMPLETE, FAILED, SKIPPED = "ok", "partial", "incomplete", "failed", "skipped"
+
+
+def routine_status(detail: dict[str, Any]) -> str:
+    """A finished routine's status from its detail: ``partial`` (the budget ran out), ``incomplete``, ``ok``."""
+    if detail.get("partial"):
+        return PARTIAL
+    return INCOMPLETE if detail.get("skipped") else OK
+
+
+def run_status(statuses: set[str]) -> str:
+    """The run's status: ``failed`` over ``incomplete`` over ``partial`` (or routines skipped) over ``ok``."""
+    if FAILED in statuses:
+        return FAILED
+    if INCOMPLETE in statuses:
+        return INCOMPLETE
+    return PARTIAL if statuses & {PARTIAL, SKIPPED} else OK
+
 
 @dataclass(frozen=True)
 class HealSettings:
@@ -165,19 +186,18 @@ def run_all(
     with lock:
         for name in options.routines:
             if budget.exhausted():
-                details[name] = {"status": "skipped", "count": 0, "partial": True, "error": None}
+                details[name] = {"status": SKIPPED, "count": 0, "partial": True, "error": None}
                 continue
             try:
                 detail = calls[name]()
-                details[name] = {"status": "partial" if detail.get("partial") else "ok", "error": None, **detail}
+                details[name] = {"status": routine_status(detail), "error": None, **detail}
             except Exception as exc:
-                details[name] = {"status": "failed", "count": 0, "partial": False, "error": safe_reason(exc)}
+                details[name] = {"status": FAILED, "count": 0, "partial": False, "error": safe_reason(exc)}
                 _report_failure(name, exc, options)
     result: dict[str, Any] = {key: details[name]["count"] if name in details else 0 for name, key in ROUTINES.items()}
     result["duration"] = round((time.monotonic() - started) * 1000)
-    statuses = {detail["status"] for detail in details.values()}
     result.update(
-        status="failed" if "failed" in statuses else "partial" if statuses & {"partial", "skipped"} else "ok",
+        status=run_status({detail["status"] for detail in details.values()}),
         partial=any(detail["partial"] for detail in details.values()),
         dryRun=options.dry_run,
         routines=details,
