@@ -19,7 +19,7 @@ ENV_VARS ?= $(firstword $(wildcard env.local.json) env.json)
 PORT ?= 3000
 
 export SAM_CLI_TELEMETRY := 0
-export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: help venv runtime node-deps browser-deps build build-deploy validate lint format test test-unit demo invoke api smoke bench reliability deploy clean
 
@@ -53,9 +53,13 @@ $(RUNTIME_DIR)/.installed: requirements-runtime.txt
 # it every cold start compiles every module again (about 50 ms for the logger alone).
 COMPILE = $(PY) -m compileall -q -j 0 --invalidation-mode unchecked-hash
 
-build: venv
+# Rebuilt only when the template, a function or the layer changed (make invoke/api/demo build first).
+BUILD_INPUTS := template.yaml $(shell find functions layers -type f ! -path '*/__pycache__/*' ! -name '*.pyc' 2>/dev/null)
+build: $(LOCAL_BUILD_DIR)/.built
+$(LOCAL_BUILD_DIR)/.built: $(VENV)/.installed $(BUILD_INPUTS)
 	sam build --build-dir $(LOCAL_BUILD_DIR) --parameter-overrides Architecture=$(LOCAL_ARCH)
 	$(COMPILE) $(LOCAL_BUILD_DIR)
+	@touch $@
 
 build-deploy: venv
 	sam build
@@ -99,7 +103,7 @@ invoke: venv runtime build
 demo: venv runtime node-deps build
 	$(PY) tools/demo.py
 
-api: venv runtime node-deps build
+api: venv runtime build
 	$(PY) tools/local_api.py --port $(PORT) --env-vars $(ENV_VARS)
 
 # Checks a deployed stack (URL = the ApiBaseUrl output) or `make api`; TOKEN, or ADMIN_API_TOKEN from the

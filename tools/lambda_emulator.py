@@ -91,6 +91,8 @@ def load_function(
     env_vars: dict[str, Any] | None = None,
 ) -> FunctionSpec:
     """Read one function of the built template, as ``sam local invoke`` would."""
+    # Absolute: the runtime starts in the function's code directory, where a relative path means nothing.
+    build_dir = Path(build_dir).resolve()
     template_path = build_dir / "template.yaml"
     if not template_path.exists():
         raise EmulatorError(f"{template_path} not found: run `make build` first")

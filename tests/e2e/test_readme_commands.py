@@ -1,0 +1,148 @@
+"""The README's local commands, run as a new user runs them: in a fresh copy of the repository with
+nothing installed or built (its own venv, Lambda runtime client and `sam build`), so a green suite
+cannot hide a documented command that only works from this checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from nextauth_schema import create_prisma_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+# Every function with the event the README's `make invoke FN=... EVENT=...` pairs it with.
+INVOCATIONS = {
+    "HealthAppFunction": "events/health-app.json",
+    "HealthDbFunction": "events/health-db.json",
+    "HealthQueueFunction": "events/health-queue.json",
+    "HealthFunction": "events/health.json",
+    "DashboardFunction": "events/dashboard.json",
+    "AdminAuthorizerFunction": "events/admin-authorizer.json",
+    "AlertsFunction": "events/alerts-api.json",
+    "HealFunction": "events/heal-api.json",
+    "MonitorFunction": "events/monitor-schedule.json",
+}
+MAKE_TIMEOUT_S = 900  # the first command creates the venv and builds everything
+
+
+def _clean_environment() -> dict[str, str]:
+    """The caller's environment without the settings and paths this checkout's venv put there."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("VIRTUAL_ENV", "PYTEST_"))}
+    env["PATH"] = os.pathsep.join(part for part in env["PATH"].split(os.pathsep) if "/.venv/" not in part + "/")
+    for name in ("DATABASE_URL", "REDIS_URL", "PYTHONPATH"):
+        env.pop(name, None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(tmp_path_factory) -> Path:
+    """What `git clone` of this tree gives: the tracked files (as they are now) and nothing else."""
+    clone = tmp_path_factory.mktemp("readme") / "parel-monitoring"
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, check=True, capture_output=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, files):
+        source = ROOT / name
+        if source.is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, clone / name)
+    assert not (clone / ".venv").exists() and not (clone / ".aws-sam").exists()
+    return clone
+
+
+def make(clone: Path, *arguments: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-s", *arguments],
+        cwd=clone, env=_clean_environment(), capture_output=True, text=True, timeout=MAKE_TIMEOUT_S,
+    )  # fmt: skip
+    assert result.returncode == 0, (
+        f"make {' '.join(arguments)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    return result
+
+
+def payload(stdout: str) -> dict:
+    """The response `make invoke` prints last (indented JSON), after whatever the build printed."""
+    lines = stdout.splitlines()
+    start = max(index for index, line in enumerate(lines) if line == "{")
+    return json.loads("\n".join(lines[start:]))
+
+
+@pytest.fixture
+def local_env(fresh_clone, database_url, prefix):
+    """env.local.json (documented: `make invoke` and `make api` prefer it) pointing at a database of this
+    test's own with the official Auth.js Prisma schema (the heal finds it with no settings) and at this
+    test's own BullMQ prefix; everything else as env.json ships it."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        create_prisma_schema(conn)
+        conn.execute(sql.SQL('INSERT INTO "User" (id) VALUES (%s)'), ("user-1",))
+    env = json.loads((fresh_clone / "env.json").read_text())
+    env["Parameters"].update({"DATABASE_URL": database_url, "BULLMQ_PREFIX": prefix})
+    path = fresh_clone / "env.local.json"
+    path.write_text(json.dumps(env))
+    yield path
+    path.unlink()
+
+
+def test_make_invoke_runs_every_function_from_a_fresh_clone(fresh_clone, local_env):
+    for function, event in INVOCATIONS.items():
+        result = make(fresh_clone, "invoke", f"FN={function}", f"EVENT={event}")
+        response = payload(result.stdout)
+        assert "errorType" not in response, f"{function}: {response}"
+        if function == "AdminAuthorizerFunction":
+            assert response["isAuthorized"] is True, response
+        elif function == "MonitorFunction":
+            assert set(response) >= {"status", "app", "db", "queue"}, response
+        else:
+            assert response["statusCode"] == 200, f"{function}: {response}"
+        if function == "HealFunction":
+            body = json.loads(response["body"])
+            assert body["routines"]["sessions"]["status"] == "ok", body
+        assert "REPORT RequestId" in result.stderr, f"{function}: no emulator REPORT line"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_make_api_answers_and_make_smoke_passes_against_it(fresh_clone, local_env):
+    port = _free_port()
+    server = subprocess.Popen(
+        ["make", "--no-print-directory", "-s", "api", f"PORT={port}"],
+        cwd=fresh_clone, env=_clean_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + MAKE_TIMEOUT_S
+        while True:
+            assert server.poll() is None, f"make api exited: {server.stdout.read().decode()[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"{base}/api/health/app", timeout=30) as response:  # noqa: S310
+                    status, body = response.status, json.loads(response.read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "make api never answered"
+                time.sleep(1)
+        assert status == 200 and body["status"] == "healthy"
+        token = json.loads((fresh_clone / "env.json").read_text())["Parameters"]["ADMIN_API_TOKEN"]
+        smoke = make(fresh_clone, "smoke", f"URL={base}", f"TOKEN={token}")
+        assert "FAIL" not in smoke.stdout, smoke.stdout
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
