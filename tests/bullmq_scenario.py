@@ -1,7 +1,10 @@
-"""Real BullMQ queue states for tests: runs ``tests/bullmq/scenario.mjs`` (bullmq 5, Node).
+"""Real BullMQ queue states for tests: runs ``tests/bullmq/scenario.mjs`` (Node, bullmq 5 or 6).
 
     run_scenario("populate", prefix, "default", completed=5, failed=1, waiting=3)
-    node_counts(prefix, "default")  # queue.getJobCounts() as Node reports it
+    node_counts(prefix, "default")  # queue.getJobCounts() of all eight types as Node reports it
+
+The bullmq major is ``BULLMQ_MAJOR`` from the environment (the ``bullmq_major`` fixture sets it;
+default 5), or ``major=`` per call.
 
 Options become ``--name value`` (``lock_duration=500`` -> ``--lock-duration 500``). The
 script's README is its header comment. :func:`cleanup` deletes a test's keys afterwards
@@ -54,6 +57,7 @@ def run_scenario(
     *,
     allowed_returncodes: Iterable[int] = (0,),
     timeout: float = TIMEOUT_S,
+    major: int | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Run ``node scenario.mjs <command>`` and return the JSON document it printed.
@@ -62,7 +66,7 @@ def run_scenario(
     (``-9``) after printing its report; pass ``(-9,)`` (or ``(0, -9)``) for that.
     """
     argv = ["node", str(SCENARIO), command, "--redis", redis_url, "--prefix", prefix, "--queue", queue]
-    argv += _arguments(options)
+    argv += _arguments({"major": major, **options})
     try:
         result = subprocess.run(argv, cwd=SCENARIO.parent, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -84,14 +88,20 @@ def run_scenario(
     return document
 
 
-def node_state(prefix: str, queue: str, redis_url: str = REDIS_URL) -> dict[str, Any]:
-    """The ``counts`` command's document: ``jobCounts``, ``isPaused`` and ``waitingCount``."""
-    return run_scenario("counts", prefix, queue, redis_url)
+def node_state(prefix: str, queue: str, redis_url: str = REDIS_URL, major: int | None = None) -> dict[str, Any]:
+    """The ``counts`` command's document: ``jobCounts`` (the major's default types), ``pausedCount``,
+    ``isPaused`` and ``waitingCount``."""
+    return run_scenario("counts", prefix, queue, redis_url, major=major)
 
 
-def node_counts(prefix: str, queue: str, redis_url: str = REDIS_URL) -> dict[str, int]:
-    """``queue.getJobCounts()`` (all eight types) as bullmq itself computes it."""
-    return node_state(prefix, queue, redis_url)["jobCounts"]
+def all_counts(state: dict[str, Any]) -> dict[str, int]:
+    """The eight types of a ``counts`` document: bullmq 6's default leaves out ``paused``."""
+    return {**state["jobCounts"], "paused": state["pausedCount"]}
+
+
+def node_counts(prefix: str, queue: str, redis_url: str = REDIS_URL, major: int | None = None) -> dict[str, int]:
+    """``queue.getJobCounts()`` of all eight types as bullmq itself computes it."""
+    return all_counts(node_state(prefix, queue, redis_url, major))
 
 
 def _glob_escape(text: str) -> str:

@@ -150,3 +150,10 @@ def prefix(request):
     name = unique_prefix(request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")[:12])
     yield name
     cleanup(name)
+
+
+@pytest.fixture(params=[5, 6], ids=["bullmq5", "bullmq6"])
+def bullmq_major(request, monkeypatch) -> int:
+    """Runs the test once per supported bullmq major: scenario.mjs (and any Node child) uses it."""
+    monkeypatch.setenv("BULLMQ_MAJOR", str(request.param))
+    return request.param

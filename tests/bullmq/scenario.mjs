@@ -3,7 +3,10 @@
 // so that the Python code that reads BullMQ keys directly can be checked
 // against what BullMQ itself reports.
 //
-//   node scenario.mjs <command> --redis redis://127.0.0.1:6379 --prefix bull --queue NAME [options]
+//   node scenario.mjs <command> --redis redis://127.0.0.1:6379 --prefix bull --queue NAME [--major 5|6] [options]
+//
+// --major picks the bullmq that runs the command: 5 (bullmq 5.81.5, the default) or 6 (bullmq 6.7.0),
+// installed side by side under the npm aliases bullmq5 and bullmq6 (BULLMQ_MAJOR sets the default).
 //
 // Commands (every command prints one JSON document on stdout):
 //   populate        --completed N --failed N --waiting N --delayed N --prioritized N
@@ -22,9 +25,11 @@
 //   waiting-children [--count 1] [--children 1] [--child-queue NAME]
 //                   FlowProducer parent(s) with unfinished child job(s): the parent is in
 //                   `waiting-children`, each child waits in --child-queue (default: --queue).
-//   counts          queue.getJobCounts() (all types), queue.isPaused(), queue.getWaitingCount().
-//                   The Queue is opened with skipMetasUpdate so that counting does not
-//                   create the meta key of a queue that does not exist.
+//   counts          queue.getJobCounts() (the major's default types), queue.getJobCounts('paused')
+//                   (bullmq 6 leaves `paused` out of the default), queue.isPaused(),
+//                   queue.getWaitingCount(). The Queue is opened with skipMetasUpdate so that
+//                   counting does not create the meta key of a queue that does not exist.
+//   open            Opens a Queue (which writes the meta version of its major) and prints it.
 //   work            --seconds S [--concurrency 1] [--job-ms 0] [--lock-duration 30000]
 //                   [--stalled-interval 30000] [--max-stalled-count 1]
 //                   Runs a Worker for S seconds (fails jobs whose data has fail: true),
@@ -33,11 +38,13 @@
 //   job-state       --id X   queue.getJobState(X) plus the job's counters.
 //   obliterate      queue.obliterate({ force: true }) (test clean-up helper).
 import fs from 'node:fs';
-import { FlowProducer, Queue, Worker } from 'bullmq';
 
 const USAGE =
-  'usage: node scenario.mjs <populate|crash-active|pause|resume|waiting-children|counts|work|job-state|obliterate> ' +
-  '--redis redis://127.0.0.1:6379 --prefix bull --queue NAME [options]';
+  'usage: node scenario.mjs <populate|crash-active|pause|resume|waiting-children|counts|open|work|job-state|obliterate> ' +
+  '--redis redis://127.0.0.1:6379 --prefix bull --queue NAME [--major 5|6] [options]';
+const PACKAGES = { 5: 'bullmq5', 6: 'bullmq6' };
+// Set by main() from the bullmq of the requested major.
+let FlowProducer, Queue, Worker;
 
 function parseArgs(argv) {
   const [command, ...rest] = argv;
@@ -271,9 +278,26 @@ async function counts(ctx) {
   const queue = new Queue(ctx.queueName, { ...ctx.base, skipMetasUpdate: true });
   try {
     const jobCounts = await queue.getJobCounts();
+    const { paused: pausedCount } = await queue.getJobCounts('paused');
     const isPaused = await queue.isPaused();
     const waitingCount = await queue.getWaitingCount();
-    out({ command: 'counts', queue: ctx.queueName, jobCounts, isPaused, waitingCount });
+    out({ command: 'counts', queue: ctx.queueName, major: ctx.major, jobCounts, pausedCount, isPaused, waitingCount });
+  } finally {
+    await queue.close();
+  }
+}
+
+async function open(ctx) {
+  const queue = new Queue(ctx.queueName, ctx.base);
+  try {
+    // The constructor writes the meta version without being awaited: wait until it is there.
+    let version = null;
+    await waitFor(
+      async () => (version = await queue.getVersion())?.startsWith(`bullmq:${ctx.major}.`),
+      5000,
+      'the meta version',
+    );
+    out({ command: 'open', queue: ctx.queueName, major: ctx.major, version });
   } finally {
     await queue.close();
   }
@@ -354,8 +378,12 @@ async function main() {
   }
   const queueName = opts.queue;
   if (!queueName || queueName === 'true') throw new Error('--queue is required');
+  const major = Number(opts.major ?? process.env.BULLMQ_MAJOR ?? 5);
+  if (!PACKAGES[major]) throw new Error(`--major must be one of ${Object.keys(PACKAGES).join(', ')}`);
+  ({ FlowProducer, Queue, Worker } = await import(PACKAGES[major]));
   const ctx = {
     opts,
+    major,
     queueName,
     base: {
       connection: connectionFromUrl(opts.redis || 'redis://127.0.0.1:6379'),
@@ -380,6 +408,9 @@ async function main() {
       break;
     case 'counts':
       await counts(ctx);
+      break;
+    case 'open':
+      await open(ctx);
       break;
     case 'work':
       await work(ctx);

@@ -1,9 +1,12 @@
-"""job_counts() against what bullmq 5 itself reports, on real queue states made by real BullMQ (Node).
+"""job_counts() against what bullmq 5 and 6 themselves report, on real queue states made by real BullMQ (Node).
 
 Every state is built with tests/bullmq/scenario.mjs on the shared Redis under a prefix of
-its own (``bt-<uuid8>``, deleted afterwards); each check compares our reading with Node's
-``queue.getJobCounts()`` / ``isPaused()`` / ``getWaitingCount()`` on the same keys, and with
-the numbers the scenario was asked to produce (so a scenario that did nothing cannot pass).
+its own (deleted afterwards), once per major (the ``bullmq_major`` fixture); each check
+compares our reading with Node's ``queue.getJobCounts()`` (plus ``getJobCounts('paused')``,
+which bullmq 6 leaves out of the default) / ``isPaused()`` / ``getWaitingCount()`` on the
+same keys, and with the numbers the scenario was asked to produce (so a scenario that did
+nothing cannot pass). Mixed deployments (a queue paused under 5 and then used by 6, a v5 and
+a v6 ``Queue`` on one queue) are compared with both majors' Node.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import pytest
 import redis
 
 import services
-from bullmq_scenario import REDIS_URL, cleanup, node_state, prefix_keys, run_scenario, unique_prefix
+from bullmq_scenario import REDIS_URL, all_counts, cleanup, node_state, prefix_keys, run_scenario, unique_prefix
 from parel_monitoring.bullmq import COUNT_TYPES, QueueSettings, job_counts
 from parel_monitoring.settings import ConfigurationError
 
 pytestmark = pytest.mark.integration
 
 ZERO = dict.fromkeys(COUNT_TYPES, 0)
+SAME_AS_MAJOR = object()
 
 
 @pytest.fixture
@@ -36,39 +40,59 @@ def counts_only(reading: dict[str, Any]) -> dict[str, int]:
     return {key: reading[key] for key in COUNT_TYPES}
 
 
+def ready(major: int, count: int) -> dict[str, int]:
+    """A paused queue's ``count`` ready jobs as its major counts them: ``paused`` under 5, ``waiting`` under 6."""
+    return {"paused" if major == 5 else "waiting": count}
+
+
 def assert_same_as_node(
-    client: redis.Redis, prefix: str, queue: str, expected: dict[str, int], redis_url: str = REDIS_URL
+    client: redis.Redis,
+    prefix: str,
+    queue: str,
+    expected: dict[str, int],
+    redis_url: str = REDIS_URL,
+    *,
+    major: int,
+    layout: object = SAME_AS_MAJOR,
 ) -> dict[str, Any]:
-    """job_counts() == Node's getJobCounts() (8 types), isPaused(), getWaitingCount(); and == ``expected``."""
+    """job_counts() == Node's (``major``) getJobCounts() of all 8 types, isPaused(), getWaitingCount();
+    == ``expected``; and the queue's layout is ``layout`` (default: ``major``)."""
     ours = job_counts(client, prefix, [queue])[queue]
-    node = node_state(prefix, queue, redis_url)
-    assert set(node["jobCounts"]) == set(COUNT_TYPES), f"bullmq reports other types: {sorted(node['jobCounts'])}"
-    assert counts_only(ours) == node["jobCounts"], f"{prefix}:{queue}: job_counts differs from bullmq getJobCounts()"
+    node = node_state(prefix, queue, redis_url, major=major)
+    default_types = set(COUNT_TYPES) - ({"paused"} if major == 6 else set())
+    assert set(node["jobCounts"]) == default_types, f"bullmq {major} reports other types: {sorted(node['jobCounts'])}"
+    assert counts_only(ours) == all_counts(node), f"{prefix}:{queue}: job_counts differs from bullmq {major}"
     assert ours["isPaused"] is node["isPaused"], f"{prefix}:{queue}: isPaused differs from bullmq isPaused()"
-    assert ours["waiting"] + ours["paused"] == node["waitingCount"], "waiting+paused differs from getWaitingCount()"
+    waiting_count = ours["waiting"] + (ours["paused"] if major == 5 else 0)  # 6 counts only `wait`
+    assert waiting_count == node["waitingCount"], "differs from getWaitingCount()"
     assert counts_only(ours) == {**ZERO, **expected}, "the scenario did not produce the requested state"
+    assert ours["bullmqLayout"] == (major if layout is SAME_AS_MAJOR else layout)
     return ours
 
 
-# --------------------------------------------------------------------------- states
+# --------------------------------------------------------------------------- states (each major)
 
 
-def test_a_completed_and_failed_by_a_worker_plus_waiting_delayed_prioritized(client, prefix):
+def test_a_completed_and_failed_by_a_worker_plus_waiting_delayed_prioritized(client, prefix, bullmq_major):
     made = run_scenario("populate", prefix, "mixed", completed=4, failed=3, waiting=5, delayed=2, prioritized=3)
     assert len(made["ids"]["completed"]) == 4 and len(made["ids"]["failed"]) == 3
     ours = assert_same_as_node(
-        client, prefix, "mixed", {"completed": 4, "failed": 3, "waiting": 5, "delayed": 2, "prioritized": 3}
+        client,
+        prefix,
+        "mixed",
+        {"completed": 4, "failed": 3, "waiting": 5, "delayed": 2, "prioritized": 3},
+        major=bullmq_major,
     )
     assert ours["exists"] is True and ours["isPaused"] is False
 
 
-def test_b_worker_killed_with_jobs_still_active(client, prefix):
+def test_b_worker_killed_with_jobs_still_active(client, prefix, bullmq_major):
     run_scenario("populate", prefix, "crashy", completed=2)
     crashed = run_scenario(
         "crash-active", prefix, "crashy", count=3, lock_duration=300, kill="SIGKILL", allowed_returncodes=(-9,)
     )
     assert sorted(crashed["active"]) == sorted(crashed["ids"]) and len(crashed["ids"]) == 3
-    assert_same_as_node(client, prefix, "crashy", {"active": 3, "completed": 2})
+    assert_same_as_node(client, prefix, "crashy", {"active": 3, "completed": 2}, major=bullmq_major)
 
     # Once the dead worker's locks have expired the jobs are still "active" for bullmq (until a
     # stalled check moves them); the reading must not change either.
@@ -77,53 +101,65 @@ def test_b_worker_killed_with_jobs_still_active(client, prefix):
     while client.exists(*lock_keys) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert client.exists(*lock_keys) == 0, "the locks of the killed worker did not expire"
-    assert_same_as_node(client, prefix, "crashy", {"active": 3, "completed": 2})
+    assert_same_as_node(client, prefix, "crashy", {"active": 3, "completed": 2}, major=bullmq_major)
 
 
-def test_c_delayed_only(client, prefix):
+def test_c_delayed_only(client, prefix, bullmq_major):
     run_scenario("populate", prefix, "later", delayed=4, delay_ms=3_600_000)
-    ours = assert_same_as_node(client, prefix, "later", {"delayed": 4})
+    ours = assert_same_as_node(client, prefix, "later", {"delayed": 4}, major=bullmq_major)
     assert ours["exists"] is True
 
 
-def test_d_prioritized_and_waiting(client, prefix):
+def test_d_prioritized_and_waiting(client, prefix, bullmq_major):
     run_scenario("populate", prefix, "prio", waiting=2, prioritized=6)
-    assert_same_as_node(client, prefix, "prio", {"waiting": 2, "prioritized": 6})
+    assert_same_as_node(client, prefix, "prio", {"waiting": 2, "prioritized": 6}, major=bullmq_major)
 
 
-def test_e_paused_queue_with_jobs_added_while_paused_then_resumed(client, prefix):
+def test_e_paused_queue_with_jobs_added_while_paused_then_resumed(client, prefix, bullmq_major):
+    major = bullmq_major
     run_scenario("populate", prefix, "pp", completed=1, waiting=3, delayed=1, prioritized=2)
-    assert_same_as_node(client, prefix, "pp", {"completed": 1, "waiting": 3, "delayed": 1, "prioritized": 2})
+    assert_same_as_node(
+        client, prefix, "pp", {"completed": 1, "waiting": 3, "delayed": 1, "prioritized": 2}, major=major
+    )
 
     assert run_scenario("pause", prefix, "pp")["isPaused"] is True
-    paused = assert_same_as_node(client, prefix, "pp", {"completed": 1, "paused": 3, "delayed": 1, "prioritized": 2})
+    paused = assert_same_as_node(
+        client, prefix, "pp", {"completed": 1, **ready(major, 3), "delayed": 1, "prioritized": 2}, major=major
+    )
     assert paused["isPaused"] is True
 
     run_scenario("populate", prefix, "pp", waiting=4, prioritized=1)  # added while paused
-    assert_same_as_node(client, prefix, "pp", {"completed": 1, "paused": 7, "delayed": 1, "prioritized": 3})
+    assert_same_as_node(
+        client, prefix, "pp", {"completed": 1, **ready(major, 7), "delayed": 1, "prioritized": 3}, major=major
+    )
 
     assert run_scenario("resume", prefix, "pp")["isPaused"] is False
-    resumed = assert_same_as_node(client, prefix, "pp", {"completed": 1, "waiting": 7, "delayed": 1, "prioritized": 3})
+    resumed = assert_same_as_node(
+        client, prefix, "pp", {"completed": 1, "waiting": 7, "delayed": 1, "prioritized": 3}, major=major
+    )
     assert resumed["isPaused"] is False
 
 
-def test_e_paused_queue_without_jobs_exists(client, prefix):
+def test_e_paused_queue_without_jobs_exists(client, prefix, bullmq_major):
     run_scenario("pause", prefix, "idle")
-    ours = assert_same_as_node(client, prefix, "idle", {})
+    ours = assert_same_as_node(client, prefix, "idle", {}, major=bullmq_major)
     assert ours["isPaused"] is True and ours["exists"] is True  # only the meta hash exists
 
 
-def test_f_waiting_children(client, prefix):
+def test_f_waiting_children(client, prefix, bullmq_major):
     flow = run_scenario("waiting-children", prefix, "parents", count=2, children=3, child_queue="kids")
     assert len(flow["parents"]) == 2
-    assert_same_as_node(client, prefix, "parents", {"waiting-children": 2})
-    assert_same_as_node(client, prefix, "kids", {"waiting": 6})
+    # A FlowProducer writes no meta version: its queues cannot be classified (their counts still can).
+    assert_same_as_node(client, prefix, "parents", {"waiting-children": 2}, major=bullmq_major, layout=None)
+    assert_same_as_node(client, prefix, "kids", {"waiting": 6}, major=bullmq_major, layout=None)
 
     run_scenario("waiting-children", prefix, "family", count=1, children=2)  # children in the parent's queue
-    assert_same_as_node(client, prefix, "family", {"waiting-children": 1, "waiting": 2})
+    assert_same_as_node(
+        client, prefix, "family", {"waiting-children": 1, "waiting": 2}, major=bullmq_major, layout=None
+    )
 
 
-def test_g_queue_that_does_not_exist_reads_zero_and_creates_nothing(client, prefix):
+def test_g_queue_that_does_not_exist_reads_zero_and_creates_nothing(client, prefix, bullmq_major):
     run_scenario("populate", prefix, "real", waiting=1)
     keys_before = prefix_keys(prefix)
     assert keys_before and all(key.startswith(f"{prefix}:real:") for key in keys_before)
@@ -131,36 +167,91 @@ def test_g_queue_that_does_not_exist_reads_zero_and_creates_nothing(client, pref
     readings = job_counts(client, prefix, ["ghost", "real"])
     assert counts_only(readings["ghost"]) == ZERO
     assert readings["ghost"]["exists"] is False and readings["ghost"]["isPaused"] is False
+    assert readings["ghost"]["bullmqLayout"] is None
     assert readings["real"]["exists"] is True and readings["real"]["waiting"] == 1
+    assert readings["real"]["bullmqLayout"] == bullmq_major
     assert prefix_keys(prefix) == keys_before, "job_counts created keys"
 
-    assert node_state(prefix, "ghost") == {
-        "command": "counts",
-        "queue": "ghost",
-        "jobCounts": ZERO,
-        "isPaused": False,
-        "waitingCount": 0,
-    }
+    ghost = node_state(prefix, "ghost")
+    assert all_counts(ghost) == ZERO and (ghost["isPaused"], ghost["waitingCount"]) == (False, 0)
     assert prefix_keys(prefix) == keys_before
 
 
-def test_hash_tag_prefix(client):
+def test_hash_tag_prefix(client, bullmq_major):
     prefix = "{" + unique_prefix() + "}"
     try:
         run_scenario("populate", prefix, "tagged", completed=2, failed=1, waiting=2, delayed=1, prioritized=2)
         keys = prefix_keys(prefix)
         assert keys and all(key.startswith(prefix + ":tagged:") for key in keys)
         assert_same_as_node(
-            client, prefix, "tagged", {"completed": 2, "failed": 1, "waiting": 2, "delayed": 1, "prioritized": 2}
+            client,
+            prefix,
+            "tagged",
+            {"completed": 2, "failed": 1, "waiting": 2, "delayed": 1, "prioritized": 2},
+            major=bullmq_major,
         )
         run_scenario("pause", prefix, "tagged")
         paused = assert_same_as_node(
-            client, prefix, "tagged", {"completed": 2, "failed": 1, "paused": 2, "delayed": 1, "prioritized": 2}
+            client,
+            prefix,
+            "tagged",
+            {"completed": 2, "failed": 1, **ready(bullmq_major, 2), "delayed": 1, "prioritized": 2},
+            major=bullmq_major,
         )
         assert paused["isPaused"] is True
     finally:
         cleanup(prefix)
     assert prefix_keys(prefix) == []
+
+
+# --------------------------------------------------------------------------- bullmq 5 and 6 on one queue
+
+
+def test_queue_paused_under_5_then_used_by_6(client, prefix):
+    run_scenario("populate", prefix, "legacy", waiting=3, major=5)
+    run_scenario("pause", prefix, "legacy", major=5)  # bullmq 5 renames `wait` to `paused`
+    run_scenario("populate", prefix, "legacy", waiting=2, prioritized=1, major=6)  # 6 adds to `wait` while paused
+    assert client.llen(f"{prefix}:legacy:paused") == 3 and client.llen(f"{prefix}:legacy:wait") == 2
+    assert client.hget(f"{prefix}:legacy:meta", "version").decode().startswith("bullmq:6.")
+
+    # The `paused` list decides the layout (jobs paused by 5 wait there), not the version 6 wrote last.
+    expected = {"paused": 3, "waiting": 2, "prioritized": 1}
+    for major in (6, 5):
+        assert_same_as_node(client, prefix, "legacy", expected, major=major, layout=5)
+
+    assert run_scenario("resume", prefix, "legacy", major=6)["isPaused"] is False  # drains the old list
+    for major in (6, 5):
+        assert_same_as_node(client, prefix, "legacy", {"waiting": 5, "prioritized": 1}, major=major, layout=6)
+    worked = run_scenario("work", prefix, "legacy", seconds=1, major=6)
+    assert len(worked["completed"]) == 6 == len(set(worked["completed"])) and worked["failed"] == []
+    assert_same_as_node(client, prefix, "legacy", {"completed": 6}, major=6)
+
+
+def test_v5_and_v6_queue_opened_on_the_same_queue(client, prefix):
+    # Paused by 6: its jobs stay in `wait`. A v5 Queue opened afterwards flips the version to 5.
+    run_scenario("populate", prefix, "shared", waiting=3, major=6)
+    run_scenario("pause", prefix, "shared", major=6)
+    run_scenario("populate", prefix, "shared", waiting=1, major=6)
+    assert run_scenario("open", prefix, "shared", major=5)["version"] == "bullmq:5.81.5"
+    for major in (5, 6):  # both count the jobs in `wait` as waiting: the layout is still 6's
+        assert_same_as_node(client, prefix, "shared", {"waiting": 4}, major=major, layout=6)
+    assert run_scenario("open", prefix, "shared", major=6)["version"] == "bullmq:6.7.0"
+    assert_same_as_node(client, prefix, "shared", {"waiting": 4}, major=6, layout=6)
+
+    # Running, the layouts are the same and the version decides; a pause by 5 then makes it 5's.
+    run_scenario("resume", prefix, "shared", major=6)
+    assert run_scenario("open", prefix, "shared", major=5)["version"] == "bullmq:5.81.5"
+    assert_same_as_node(client, prefix, "shared", {"waiting": 4}, major=5, layout=5)
+    run_scenario("pause", prefix, "shared", major=5)
+    assert run_scenario("open", prefix, "shared", major=6)["version"] == "bullmq:6.7.0"
+    for major in (5, 6):
+        assert_same_as_node(client, prefix, "shared", {"paused": 4}, major=major, layout=5)
+
+
+def test_unknown_major_is_counted_but_not_classified(client, prefix, bullmq_major):
+    run_scenario("populate", prefix, "future", waiting=2)
+    client.hset(f"{prefix}:future:meta", "version", "bullmq:7.0.0")
+    assert_same_as_node(client, prefix, "future", {"waiting": 2}, major=bullmq_major, layout=None)
 
 
 # --------------------------------------------------------------------------- one round trip
@@ -200,7 +291,7 @@ def _client_commands(url: str, action) -> list[list[str]]:
     return [c["command"].split() for c in seen if c.get("client_type") != "lua" and marker not in c["command"]]
 
 
-def test_twenty_queues_in_one_round_trip(private_redis):
+def test_twenty_queues_in_one_round_trip(private_redis, bullmq_major):
     prefix = unique_prefix()
     queues = [f"q{index:02d}" for index in range(20)]
     populated = {"q00": {"waiting": 3}, "q03": {"delayed": 2, "prioritized": 1}, "q07": {"completed": 2, "failed": 1}}
@@ -233,7 +324,7 @@ def test_twenty_queues_in_one_round_trip(private_redis):
     with ThreadPoolExecutor(max_workers=3) as pool:
         nodes = dict(pool.map(node_reading, compared))
     for queue in compared:
-        assert counts_only(readings[queue]) == nodes[queue]["jobCounts"], queue
+        assert counts_only(readings[queue]) == all_counts(nodes[queue]), queue
         assert readings[queue]["isPaused"] is nodes[queue]["isPaused"], queue
 
 

@@ -1,14 +1,29 @@
-"""BullMQ 5 queues read straight from Redis (what the Node app's workers write).
+"""BullMQ 5 and 6 queues read straight from Redis (what the Node app's workers write).
 
-Key layout (``<prefix>:<queue>:<type>``, bullmq 5.x): ``wait``, ``paused`` and
+Key layout (``<prefix>:<queue>:<type>``, bullmq 5.x and 6.x): ``wait``, ``paused`` and
 ``active`` are lists; ``prioritized``, ``delayed``, ``completed``, ``failed`` and
-``waiting-children`` are sorted sets; ``meta`` is a hash (``version``, ``paused``
-while the queue is paused). Pausing renames ``wait`` to ``paused``, so a paused
-queue's ready jobs count as ``paused``, not ``waiting`` (``getWaitingCount()`` in
-Node adds both). Prioritized jobs sit in their own sorted set, also while paused.
+``waiting-children`` are sorted sets; ``meta`` is a hash (``version``, ``paused`` while the
+queue is paused). Prioritized jobs sit in their own sorted set, also while paused.
 
-:func:`job_counts` reproduces Node's ``queue.getJobCounts()`` for any number of
-queues in one round trip (one read-only Lua script, no ``KEYS`` command).
+The two majors differ in where a paused queue's ready jobs are. bullmq 5 renames ``wait``
+to ``paused`` on pause and adds to ``paused`` while paused, so they count as ``paused``.
+bullmq 6 only sets the flag: they stay in ``wait`` (``waiting``), everything is pushed to
+``wait`` even while paused, nothing writes ``paused`` any more, a resume drains a ``paused``
+list left by bullmq 5, and ``getJobCounts()`` leaves ``paused`` out unless asked for it.
+
+Layout rule (:data:`LAYOUT_LUA`, the same in the counts and the heal scripts). ``meta.version``
+is written by whichever ``Queue`` was opened last, so where bullmq 5 and 6 services share a
+queue it flips: it only says whether the queue is bullmq 5 or 6 at all (no version, another
+major or another library: unknown, left alone by the heal). Which of the two layouts is in
+effect is read from the keys: a ``paused`` list means bullmq 5's (jobs paused by 5 wait
+there until a resume of either major moves them to ``wait``); a paused queue with jobs in
+``wait`` and no ``paused`` list means bullmq 6's; when the lists do not tell (a running queue,
+where both layouts are the same, or a paused queue without ready jobs) the version's major does.
+
+:func:`job_counts` reproduces Node's ``queue.getJobCounts()`` of all eight types (the types
+bullmq 6 returns by default are the same numbers; its ``paused`` is what
+``getJobCounts('paused')`` returns: 0 unless bullmq 5 left a ``paused`` list) for any number
+of queues in one round trip (one read-only Lua script, no ``KEYS`` command).
 """
 
 from __future__ import annotations
@@ -95,9 +110,26 @@ def queue_key(prefix: str, queue: str, key_type: str) -> str:
     return f"{prefix}:{queue}:{key_type}"
 
 
+# The layout rule of the module docstring: queue_layout(waitKey, pausedKey, metaKey) returns
+# 5 or 6, or nil and the reason the queue cannot be classified.
+LAYOUT_LUA = """
+local function queue_layout(waitKey, pausedKey, metaKey)
+  local meta = redis.call('HMGET', metaKey, 'version', 'paused')
+  local version = meta[1]
+  if not version then return nil, 'meta has no version: cannot classify' end
+  local major = tonumber(string.match(version, '^bullmq:(%d+)%.'))
+  if major ~= 5 and major ~= 6 then return nil, 'version ' .. version .. ' is neither BullMQ 5 nor 6' end
+  if redis.call('EXISTS', pausedKey) == 1 then return 5 end
+  if meta[2] and redis.call('LLEN', waitKey) > 0 then return 6 end
+  return major
+end
+"""
+
 # Counts of many queues in one call, like BullMQ's own getCounts-1.lua (read-only).
 # KEYS: for each queue, the 9 keys of _SCRIPT_KEY_TYPES in that order.
-_COUNTS_LUA = """
+_COUNTS_LUA = (
+    LAYOUT_LUA
+    + """
 local function list_count(key)
   local n = redis.call('LLEN', key)
   if n > 0 then
@@ -114,18 +146,22 @@ for i = 1, #KEYS, 9 do
   for j = 3, 7 do out[#out + 1] = redis.call('ZCARD', KEYS[i + j]) end
   out[#out + 1] = redis.call('HEXISTS', KEYS[i + 8], 'paused')
   out[#out + 1] = redis.call('EXISTS', KEYS[i + 8])
+  out[#out + 1] = queue_layout(KEYS[i], KEYS[i + 1], KEYS[i + 8]) or 0
 end
 return out
 """
+)
 _SCRIPT_KEY_TYPES = ("wait", "paused", "active", "completed", "failed", "delayed", "prioritized", "waiting-children",
                      "meta")  # fmt: skip
 _REPLY_FIELDS = ("waiting", "paused", "active", "completed", "failed", "delayed", "prioritized", "waiting-children",
-                 "isPaused", "meta")  # fmt: skip
+                 "isPaused", "meta", "layout")  # fmt: skip
 _script: list[Any] = []  # the registered Script, created on first use
 
 
 def job_counts(client: redis.Redis, prefix: str, queues: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """``{queue: {waiting, active, ..., waiting-children, isPaused, exists}}`` in one round trip.
+    """``{queue: {waiting, active, ..., waiting-children, isPaused, exists, bullmqLayout}}`` in one round trip.
+
+    ``bullmqLayout``: 5 or 6 by the layout rule, None when the queue cannot be classified.
 
     One EVALSHA of a read-only script (redis-py loads it once per server), so the cost
     does not grow with round trips, and every key is declared: on Redis Cluster the
@@ -143,5 +179,6 @@ def job_counts(client: redis.Redis, prefix: str, queues: Iterable[str]) -> dict[
         counts: dict[str, Any] = {key: reply[key] for key in COUNT_TYPES}
         counts["isPaused"] = bool(reply["isPaused"])
         counts["exists"] = bool(reply["meta"]) or any(counts[key] for key in COUNT_TYPES)
+        counts["bullmqLayout"] = reply["layout"] or None
         result[name] = counts
     return result
