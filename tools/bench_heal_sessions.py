@@ -1,15 +1,17 @@
 """healStaleSessions on 2,000,000 Prisma sessions, 1,000,000 of them expired, written into BENCHMARKS.md.
 
-Each id order gets a database loaded once (``INSERT ... SELECT generate_series``, then ``VACUUM ANALYZE``)
-and used as a template: every measurement runs on a fresh copy of it, then the copy is dropped.
+The Prisma adapter's ``"Session"`` has no id: without the expires index the walk follows its unique
+``"sessionToken"``, so the order of the tokens is what matters. Each token order gets a database loaded once
+(``INSERT ... SELECT generate_series``, then ``VACUUM ANALYZE``) and used as a template: every measurement
+runs on a fresh copy of it, then the copy is dropped.
 
-* ``cuid()`` ids: time-ordered, as Prisma's ``@default(cuid())`` makes them (``c`` + timestamp + ...); the
-  sessions were created in that order, so key order follows the table's physical order.
-* ``uuid()`` ids: random order (``@default(uuid())``, or cuid2); their throughput is informational: a
-  primary-key walk then reads the table in random order, which is what the expires index (migration 001)
-  avoids.
+* ``cuid()`` tokens: time-ordered (``c`` + timestamp + ...), as an app generating cuid-like session tokens
+  makes them; the sessions were created in that order, so key order follows the table's physical order.
+* ``uuid()`` tokens: random order, as Auth.js makes them (``crypto.randomUUID()``); their throughput is
+  informational: a key walk then reads the table in random order, which is what the expires index
+  (migration 001) avoids.
 
-Per id order and strategy (``primary-key`` without the index; ``expires-index`` after
+Per token order and strategy (``unique-key`` without the index; ``expires-index`` after
 migrations/001_session_expires_index.sql), on identical copies: a single
 ``DELETE FROM "Session" WHERE expires < $cutoff`` (the reference), then ``heal_stale_sessions`` with the
 default batch size and statement timeout, timing every batch. Targets: every expired session deleted and
@@ -33,13 +35,14 @@ from psycopg import sql
 
 from nextauth_schema import create_prisma_schema
 from parel_monitoring.db import Database, DatabaseSettings
+from parel_monitoring.heal.authjs import AuthTablesSettings
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.sessions import (
     SessionSettings,
     explain_session_batch,
     heal_stale_sessions,
 )
-from parel_monitoring.heal.tables import DEFAULT_BATCH_SIZE, EXPIRES_INDEX, PRIMARY_KEY, Relation
+from parel_monitoring.heal.tables import DEFAULT_BATCH_SIZE, EXPIRES_INDEX, UNIQUE_KEY
 from services import postgres_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,21 +52,20 @@ MIN_RATIO, MAX_BATCH_MS = 0.3, 100.0
 TIMES = "\N{MULTIPLICATION SIGN}"
 REFERENCE = 'DELETE FROM "Session" WHERE expires < $cutoff'
 MIGRATION = ROOT / "migrations" / "001_session_expires_index.sql"
-SETTINGS = SessionSettings(
-    Relation("public", "Session"), "expires", Relation("public", "VerificationToken"), DEFAULT_BATCH_SIZE
-)
-# id order -> (how the ids are generated from i, whether the throughput target applies)
+SETTINGS = SessionSettings(AuthTablesSettings("prisma"), batch_size=DEFAULT_BATCH_SIZE)
+# token order -> (how the session tokens are generated from i, whether the throughput target applies)
 ID_ORDERS = {
     "cuid()": (sql.SQL("'c' || lpad(to_hex(i), 8, '0') || substr(md5(i::text), 1, 16)"), True),
     "uuid()": (sql.SQL("md5(i::text)::uuid::text"), False),
 }
-# Sessions created in id order over time: the first EXPIRED expired an hour ago or earlier, the rest live.
+# Sessions created in token order over time: the first EXPIRED expired an hour ago or earlier, the rest live.
 LOAD = """
-INSERT INTO "Session" (id, "sessionToken", "userId", expires)
-SELECT {id}, md5('token' || i), 'user-' || (i % 50000),
+INSERT INTO "Session" ("sessionToken", "userId", expires, "updatedAt")
+SELECT {id}, 'user-' || (i % 50000),
        (now() AT TIME ZONE 'UTC') + CASE WHEN i <= {expired}
            THEN -interval '1 hour' - ({expired} - i) * interval '1 second'
-           ELSE interval '1 hour' + (i - {expired}) * interval '1 second' END
+           ELSE interval '1 hour' + (i - {expired}) * interval '1 second' END,
+       now() AT TIME ZONE 'UTC'
 FROM generate_series(1, {sessions}) AS i
 """
 
@@ -195,7 +197,7 @@ def row(m: Measurement) -> list[str]:
     all_deleted = deleted == EXPIRED and m.remaining == (SESSIONS - EXPIRED, 0)
     heal_rate, reference_rate = deleted / m.heal_s, EXPIRED / m.reference_s
     ratio = heal_rate / reference_rate
-    label = "primary-key (no index)" if m.strategy == PRIMARY_KEY else "expires-index (migration 001)"
+    label = "unique-key (no index)" if m.strategy == UNIQUE_KEY else "expires-index (migration 001)"
     return [
         f"{m.id_order} ids",
         label,
@@ -228,8 +230,9 @@ def report(measurements: list[Measurement], version: str, seconds: float) -> str
             "",
             f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()} ({os.cpu_count()} CPUs), "
             f"PostgreSQL {version} on 127.0.0.1, in {seconds:.0f} s. {SESSIONS:,} sessions in the Prisma "
-            f'adapter\'s `"Session"` table (relationMode = "prisma": no foreign key), created in id order, the '
-            f"first {EXPIRED:,} expired; loaded once per id order, vacuumed and analyzed, then copied "
+            f'adapter\'s `"Session"` table (relationMode = "prisma": no foreign key), created in `"sessionToken"` '
+            "order, the "
+            f"first {EXPIRED:,} expired; loaded once per token order, vacuumed and analyzed, then copied "
             "(`CREATE DATABASE ... TEMPLATE`) for every measurement so that each one starts from the same table. "
             f"Per row: a single `{REFERENCE}` on one copy (the reference), "
             f"`heal_stale_sessions` on another: batches of {DEFAULT_BATCH_SIZE:,} (the default), each its own "
@@ -240,10 +243,10 @@ def report(measurements: list[Measurement], version: str, seconds: float) -> str
             "",
             *table(header, ["---"] * 3 + ["---:"] * 2 + ["---", "---:", "---", "---"], list(map(row, measurements))),
             "",
-            "`cuid()` ids are time-ordered like Prisma's `@default(cuid())`, so the primary key follows the "
-            "table's physical order. With `uuid()` ids (random, like `@default(uuid())` or cuid2) the throughput "
-            "is informational: the primary-key walk then visits each heap page once per chunk with a row on it, "
-            "so it is IO-bound; the expires index (migration 001) removes that dependence on the id order.",
+            "`cuid()` tokens are time-ordered, so the unique `sessionToken` key follows the table's physical "
+            "order. With `uuid()` tokens (random, as Auth.js generates them) the throughput is informational: "
+            "the key walk then visits each heap page once per chunk with a row on it, so it is IO-bound; the "
+            "expires index (migration 001) removes that dependence on the token order.",
         ]
     )
 
@@ -258,7 +261,7 @@ def run() -> str:
         for id_order in ID_ORDERS:
             log(f"heal-sessions: loading {SESSIONS:,} sessions with {id_order} ids ...")
             template = load_template(server, id_order)
-            for strategy in (PRIMARY_KEY, EXPIRES_INDEX):
+            for strategy in (UNIQUE_KEY, EXPIRES_INDEX):
                 measurements.append(measure(server, template, id_order, strategy))
             server.drop(template)
     finally:

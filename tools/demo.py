@@ -118,19 +118,20 @@ def seed_database(server_url: str) -> str:
     url = psycopg.conninfo.make_conninfo(server_url, dbname=DEMO_DATABASE)
     with psycopg.connect(url, autocommit=True) as conn:
         create_prisma_schema(conn, foreign_keys=False)
-        conn.execute("""INSERT INTO "User"(id, email) SELECT 'user-' || g, 'user' || g || '@example.com'
+        conn.execute("""INSERT INTO "User"(id, email, "updatedAt")
+                        SELECT 'user-' || g, 'user' || g || '@example.com', now()
                         FROM generate_series(1, 50) g""")
-        conn.execute("""INSERT INTO "Session"(id, "sessionToken", "userId", expires)
-                        SELECT 'session-' || g, 'token-' || g, 'user-' || (g % 60 + 1),
+        conn.execute("""INSERT INTO "Session"("sessionToken", "userId", expires, "updatedAt")
+                        SELECT 'token-' || g, 'user-' || (g % 60 + 1),
                                now() AT TIME ZONE 'UTC' + (CASE WHEN g % 3 = 0 THEN interval '30 days'
-                                                             ELSE interval '-2 days' END)
+                                                             ELSE interval '-2 days' END), now()
                         FROM generate_series(1, 300) g""")  # 200 expired; users 51-60 do not exist
         conn.execute("""INSERT INTO "VerificationToken"(identifier, token, expires)
                         SELECT 'user' || g || '@example.com', 'verify-' || g,
                                now() AT TIME ZONE 'UTC' - interval '1 day'
                         FROM generate_series(1, 12) g""")
-        conn.execute("""INSERT INTO "Account"(id, "userId", type, provider, "providerAccountId")
-                        SELECT 'account-' || g, 'user-' || g, 'oauth', 'github', g::text
+        conn.execute("""INSERT INTO "Account"("userId", type, provider, "providerAccountId", "updatedAt")
+                        SELECT 'user-' || g, 'oauth', 'github', g::text, now()
                         FROM generate_series(1, 58) g""")  # 8 accounts of deleted users
     return url
 

@@ -1,31 +1,43 @@
-"""The NextAuth (Auth.js) database schemas the heal routines work on, and helpers for their tests.
+"""The Auth.js (NextAuth) adapters' documented PostgreSQL schemas, for the heal routines' tests and tools.
 
-* :func:`create_prisma_schema`: the Prisma adapter's models (``User``, ``Account``, ``Session`` with an ``id``,
-  ``VerificationToken`` with ``@@unique([identifier, token])``, the WebAuthn ``Authenticator``) as
-  ``prisma migrate`` writes them for PostgreSQL: ``TEXT`` ids, ``TIMESTAMP(3)`` dates (UTC), unique indexes
-  named ``<Model>_<fields>_key``, foreign keys ``ON DELETE CASCADE ON UPDATE CASCADE``. With
-  ``foreign_keys=False`` it is the ``relationMode = "prisma"`` variant: no constraints (Prisma emulates the
-  relations, so rows deleted outside Prisma leave orphans) and the ``@@index([userId])`` the docs ask for.
-* :func:`create_pg_adapter_schema`: the tables of @auth/pg-adapter's README (``SERIAL`` ids, ``TIMESTAMPTZ``,
+* :func:`create_prisma_schema`: the Prisma adapter's models as its docs give them today (``User`` with
+  ``email`` required and unique; ``Account`` keyed by ``(provider, providerAccountId)``; ``Session`` without
+  an ``id``, only a unique ``sessionToken``; ``VerificationToken`` keyed by ``(identifier, token)``; the
+  optional WebAuthn ``Authenticator`` keyed by ``(userId, credentialID)``; ``createdAt``/``updatedAt`` on
+  ``User``, ``Account`` and ``Session``) as ``prisma migrate`` writes them: ``TEXT`` ids, ``TIMESTAMP(3)``
+  dates (UTC), ``updatedAt`` without a default (Prisma sets it), indexes named ``<Model>_<fields>_key``,
+  foreign keys ``ON DELETE CASCADE ON UPDATE CASCADE``. With ``foreign_keys=False`` it is the
+  ``relationMode = "prisma"`` variant: no constraints (rows deleted outside Prisma leave orphans) and the
+  ``@@index([userId])`` Prisma asks for.
+* :func:`create_kysely_schema`: the Kysely adapter's documented migration (the same table names, ``uuid`` ids,
+  ``timestamptz``, ``VerificationToken`` with only a unique ``token``, no ``Authenticator``).
+* :func:`create_pg_adapter_schema`: the tables of @auth/pg-adapter's docs (``SERIAL`` ids, ``TIMESTAMPTZ``,
   no foreign keys).
+* :func:`create_drizzle_schema`: the Drizzle adapter's pg-core default tables as ``drizzle-kit`` creates
+  them (``user``, ``account``, ``session``, ``verificationToken``, ``authenticator``; ``timestamp`` without
+  time zone, holding UTC; foreign keys ``ON DELETE cascade``).
+
+``schema`` creates the tables in that PostgreSQL schema (created if missing) instead of ``public``.
 """
 
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
 PRISMA_TABLES = """
 CREATE TABLE "User" (
     "id" TEXT NOT NULL,
     "name" TEXT,
-    "email" TEXT,
+    "email" TEXT NOT NULL,
     "emailVerified" TIMESTAMP(3),
     "image" TEXT,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updatedAt" TIMESTAMP(3) NOT NULL,
 
     CONSTRAINT "User_pkey" PRIMARY KEY ("id")
 );
 CREATE TABLE "Account" (
-    "id" TEXT NOT NULL,
     "userId" TEXT NOT NULL,
     "type" TEXT NOT NULL,
     "provider" TEXT NOT NULL,
@@ -37,27 +49,27 @@ CREATE TABLE "Account" (
     "scope" TEXT,
     "id_token" TEXT,
     "session_state" TEXT,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updatedAt" TIMESTAMP(3) NOT NULL,
 
-    CONSTRAINT "Account_pkey" PRIMARY KEY ("id")
+    CONSTRAINT "Account_pkey" PRIMARY KEY ("provider","providerAccountId")
 );
 CREATE TABLE "Session" (
-    "id" TEXT NOT NULL,
     "sessionToken" TEXT NOT NULL,
     "userId" TEXT NOT NULL,
     "expires" TIMESTAMP(3) NOT NULL,
-
-    CONSTRAINT "Session_pkey" PRIMARY KEY ("id")
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updatedAt" TIMESTAMP(3) NOT NULL
 );
 CREATE TABLE "VerificationToken" (
     "identifier" TEXT NOT NULL,
     "token" TEXT NOT NULL,
-    "expires" TIMESTAMP(3) NOT NULL
+    "expires" TIMESTAMP(3) NOT NULL,
+
+    CONSTRAINT "VerificationToken_pkey" PRIMARY KEY ("identifier","token")
 );
 CREATE UNIQUE INDEX "User_email_key" ON "User"("email");
-CREATE UNIQUE INDEX "Account_provider_providerAccountId_key" ON "Account"("provider", "providerAccountId");
 CREATE UNIQUE INDEX "Session_sessionToken_key" ON "Session"("sessionToken");
-CREATE UNIQUE INDEX "VerificationToken_token_key" ON "VerificationToken"("token");
-CREATE UNIQUE INDEX "VerificationToken_identifier_token_key" ON "VerificationToken"("identifier", "token");
 """
 PRISMA_AUTHENTICATOR = """
 CREATE TABLE "Authenticator" (
@@ -79,6 +91,43 @@ PRISMA_FOREIGN_KEY = (
     'REFERENCES "User"("id") ON DELETE CASCADE ON UPDATE CASCADE;'
 )
 PRISMA_RELATION_INDEX = 'CREATE INDEX "{table}_userId_idx" ON "{table}"("userId");'
+
+KYSELY_TABLES = """
+CREATE TABLE "User" (
+  "id" uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  "name" text,
+  "email" text UNIQUE NOT NULL,
+  "emailVerified" timestamptz,
+  "image" text
+);
+CREATE TABLE "Account" (
+  "id" uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  "userId" uuid REFERENCES "User" ("id") ON DELETE CASCADE NOT NULL,
+  "type" text NOT NULL,
+  "provider" text NOT NULL,
+  "providerAccountId" text NOT NULL,
+  "refresh_token" text,
+  "access_token" text,
+  "expires_at" bigint,
+  "token_type" text,
+  "scope" text,
+  "id_token" text,
+  "session_state" text
+);
+CREATE TABLE "Session" (
+  "id" uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  "userId" uuid REFERENCES "User" ("id") ON DELETE CASCADE NOT NULL,
+  "sessionToken" text NOT NULL UNIQUE,
+  "expires" timestamptz NOT NULL
+);
+CREATE TABLE "VerificationToken" (
+  "identifier" text NOT NULL,
+  "token" text NOT NULL UNIQUE,
+  "expires" timestamptz NOT NULL
+);
+CREATE INDEX "Account_userId_index" ON "Account" ("userId");
+CREATE INDEX "Session_userId_index" ON "Session" ("userId");
+"""
 
 PG_ADAPTER_TABLES = """
 CREATE TABLE verification_token
@@ -127,19 +176,89 @@ CREATE TABLE users
 );
 """
 
+DRIZZLE_TABLES = """
+CREATE TABLE "account" (
+  "userId" text NOT NULL,
+  "type" text NOT NULL,
+  "provider" text NOT NULL,
+  "providerAccountId" text NOT NULL,
+  "refresh_token" text,
+  "access_token" text,
+  "expires_at" integer,
+  "token_type" text,
+  "scope" text,
+  "id_token" text,
+  "session_state" text,
+  CONSTRAINT "account_provider_providerAccountId_pk" PRIMARY KEY("provider","providerAccountId")
+);
+CREATE TABLE "authenticator" (
+  "credentialID" text NOT NULL,
+  "userId" text NOT NULL,
+  "providerAccountId" text NOT NULL,
+  "credentialPublicKey" text NOT NULL,
+  "counter" integer NOT NULL,
+  "credentialDeviceType" text NOT NULL,
+  "credentialBackedUp" boolean NOT NULL,
+  "transports" text,
+  CONSTRAINT "authenticator_userId_credentialID_pk" PRIMARY KEY("userId","credentialID"),
+  CONSTRAINT "authenticator_credentialID_unique" UNIQUE("credentialID")
+);
+CREATE TABLE "session" (
+  "sessionToken" text PRIMARY KEY NOT NULL,
+  "userId" text NOT NULL,
+  "expires" timestamp NOT NULL
+);
+CREATE TABLE "user" (
+  "id" text PRIMARY KEY NOT NULL,
+  "name" text,
+  "email" text,
+  "emailVerified" timestamp,
+  "image" text,
+  CONSTRAINT "user_email_unique" UNIQUE("email")
+);
+CREATE TABLE "verificationToken" (
+  "identifier" text NOT NULL,
+  "token" text NOT NULL,
+  "expires" timestamp NOT NULL,
+  CONSTRAINT "verificationToken_identifier_token_pk" PRIMARY KEY("identifier","token")
+);
+ALTER TABLE "account" ADD CONSTRAINT "account_userId_user_id_fk" FOREIGN KEY ("userId")
+  REFERENCES "user"("id") ON DELETE cascade ON UPDATE no action;
+ALTER TABLE "authenticator" ADD CONSTRAINT "authenticator_userId_user_id_fk" FOREIGN KEY ("userId")
+  REFERENCES "user"("id") ON DELETE cascade ON UPDATE no action;
+ALTER TABLE "session" ADD CONSTRAINT "session_userId_user_id_fk" FOREIGN KEY ("userId")
+  REFERENCES "user"("id") ON DELETE cascade ON UPDATE no action;
+"""
 
-def create_prisma_schema(conn: psycopg.Connection, foreign_keys: bool = True, authenticator: bool = True) -> None:
-    """The Prisma adapter's tables; ``authenticator=False`` is a schema from before WebAuthn support."""
+
+def _create(conn: psycopg.Connection, statements: str, schema: str | None) -> None:
+    with conn.transaction():
+        if schema is not None:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        conn.execute(statements)
+
+
+def create_prisma_schema(
+    conn: psycopg.Connection, foreign_keys: bool = True, authenticator: bool = True, schema: str | None = None
+) -> None:
+    """The Prisma adapter's tables; ``authenticator=False`` leaves out the optional WebAuthn model."""
     children = ["Account", "Session", *(["Authenticator"] if authenticator else [])]
     statements = [PRISMA_TABLES, PRISMA_AUTHENTICATOR if authenticator else ""]
     if foreign_keys:
         statements += [PRISMA_FOREIGN_KEY.format(table=table) for table in children]
     else:  # Authenticator's primary key already leads with userId
         statements += [PRISMA_RELATION_INDEX.format(table=table) for table in ("Account", "Session")]
-    with conn.transaction():
-        conn.execute("\n".join(statements))
+    _create(conn, "\n".join(statements), schema)
 
 
-def create_pg_adapter_schema(conn: psycopg.Connection) -> None:
-    with conn.transaction():
-        conn.execute(PG_ADAPTER_TABLES)
+def create_kysely_schema(conn: psycopg.Connection, schema: str | None = None) -> None:
+    _create(conn, KYSELY_TABLES, schema)
+
+
+def create_pg_adapter_schema(conn: psycopg.Connection, schema: str | None = None) -> None:
+    _create(conn, PG_ADAPTER_TABLES, schema)
+
+
+def create_drizzle_schema(conn: psycopg.Connection, schema: str | None = None) -> None:
+    _create(conn, DRIZZLE_TABLES, schema)

@@ -79,7 +79,7 @@ MAX_ERROR_RATE = 0.0  # warm health routes against healthy services: no error at
 SESSIONS, EXPIRED = 2_000_000, 1_000_000
 POLL_EVERY_S = 0.25
 MAX_HEAL_RUNS = 20
-HEAL_ID_ORDER = "uuid()"  # random ids: the heal's slowest case (IO-bound primary-key walk), the longest window
+HEAL_ID_ORDER = "uuid()"  # random session tokens: the heal's slowest case (IO-bound key walk), the longest window
 
 
 # --------------------------------------------------------------------------- quick cases (pytest)
@@ -478,11 +478,12 @@ def run_load(admin_url: str, redis: str) -> Finding:
 
 
 LOAD_SESSIONS = """
-INSERT INTO "Session" (id, "sessionToken", "userId", expires)
-SELECT {id}, md5('token' || i), 'user-' || (i % 50000),
+INSERT INTO "Session" ("sessionToken", "userId", expires, "updatedAt")
+SELECT {id}, 'user-' || (i % 50000),
        (now() AT TIME ZONE 'UTC') + CASE WHEN i <= {expired}
            THEN -interval '1 hour' - ({expired} - i) * interval '1 second'
-           ELSE interval '1 hour' + (i - {expired}) * interval '1 second' END
+           ELSE interval '1 hour' + (i - {expired}) * interval '1 second' END,
+       now() AT TIME ZONE 'UTC'
 FROM generate_series(1, {sessions}) AS i
 """
 ID_SQL = {

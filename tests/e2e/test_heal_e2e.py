@@ -17,11 +17,11 @@ QUEUE = "mail"
 def rotten_database(database_url):
     with psycopg.connect(database_url, autocommit=True) as conn:
         create_prisma_schema(conn, foreign_keys=False)
-        conn.execute("""INSERT INTO "User"(id) VALUES ('u1')""")
+        conn.execute("""INSERT INTO "User"(id, email, "updatedAt") VALUES ('u1', 'a@example.com', now())""")
         conn.execute(
-            """INSERT INTO "Session"(id, "sessionToken", "userId", expires) VALUES
-               ('old', 't1', 'u1', now() - interval '1 day'), ('live', 't2', 'u1', now() + interval '1 day'),
-               ('orphan', 't3', 'deleted-user', now() + interval '1 day')"""
+            """INSERT INTO "Session"("sessionToken", "userId", expires, "updatedAt") VALUES
+               ('old', 'u1', now() - interval '1 day', now()), ('live', 'u1', now() + interval '1 day', now()),
+               ('orphan', 'deleted-user', now() + interval '1 day', now())"""
         )
     return database_url
 

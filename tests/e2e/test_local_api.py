@@ -141,9 +141,9 @@ def test_admin_route_with_a_wrong_token_is_403_without_the_heal_function(api):
 def stale_session(database_url):
     with psycopg.connect(database_url, autocommit=True) as conn:
         create_prisma_schema(conn, foreign_keys=False)
-        conn.execute("""INSERT INTO "User"(id) VALUES ('u1')""")
-        conn.execute("""INSERT INTO "Session"(id, "sessionToken", "userId", expires)
-                        VALUES ('old', 't1', 'u1', now() - interval '1 day')""")
+        conn.execute("""INSERT INTO "User"(id, email, "updatedAt") VALUES ('u1', 'a@example.com', now())""")
+        conn.execute("""INSERT INTO "Session"("sessionToken", "userId", expires, "updatedAt")
+                        VALUES ('old', 'u1', now() - interval '1 day', now())""")
     return database_url
 
 

@@ -115,19 +115,19 @@ def seed_sessions(url: str, expired: int = 0, live: int = 0) -> None:
     now = datetime.now(UTC).replace(tzinfo=None)
     with psycopg.connect(url, autocommit=True) as conn:
         create_prisma_schema(conn, foreign_keys=False)
-        conn.execute("""INSERT INTO "User"(id, email) VALUES ('u1', 'a@example.com')""")
+        conn.execute("""INSERT INTO "User"(id, email, "updatedAt") VALUES ('u1', 'a@example.com', now())""")
         rows = [(f"s-{i:05d}-x", "u1", now - timedelta(hours=1 + i % 50)) for i in range(expired)]
         rows += [(f"s-{i:05d}-l", "u1", now + timedelta(days=30)) for i in range(live)]
         with conn.cursor() as cur:
             cur.executemany(
-                """INSERT INTO "Session"(id, "sessionToken", "userId", expires) VALUES (%s, %s, %s, %s)""",
-                [(sid, f"tok-{sid}", user, expires) for sid, user, expires in rows],
+                """INSERT INTO "Session"("sessionToken", "userId", expires, "updatedAt") VALUES (%s, %s, %s, now())""",
+                rows,
             )
 
 
 def session_rows(url: str) -> dict[str, tuple]:
     with psycopg.connect(url, autocommit=True) as conn:
-        return {row[0]: row for row in conn.execute("""SELECT id, "sessionToken", "userId", expires FROM "Session\"""")}
+        return {row[0]: row for row in conn.execute("""SELECT "sessionToken", "userId", expires FROM "Session\"""")}
 
 
 def crash_worker(prefix: str, redis_url: str, count: int) -> list[str]:
@@ -273,7 +273,7 @@ def test_lock_held_by_another_session_heal_batch_hits_statement_timeout(database
 
 
 def session_rows_nolock(conn: psycopg.Connection) -> list:
-    return conn.execute("""SELECT id FROM "Session\"""").fetchall()
+    return conn.execute("""SELECT "sessionToken" FROM "Session\"""").fetchall()
 
 
 def test_heal_interrupted_mid_batch_leaves_consistent_rows_and_next_run_finishes(postgres, heal_env, prefix):

@@ -1,4 +1,4 @@
-"""clean_orphaned_records against real PostgreSQL with the NextAuth schemas (tests/integration/nextauth_schema.py)."""
+"""clean_orphaned_records against real PostgreSQL with the Auth.js adapters' schemas (tools/nextauth_schema.py)."""
 
 import json
 
@@ -6,9 +6,10 @@ import psycopg
 import pytest
 
 from heal_support import budget_for_batches, connect, database_for, rows
-from nextauth_schema import create_pg_adapter_schema, create_prisma_schema
+from nextauth_schema import create_drizzle_schema, create_pg_adapter_schema, create_prisma_schema
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.orphans import OrphanSettings, clean_orphaned_records
+from parel_monitoring.heal.tables import PRIMARY_KEY, UNIQUE_KEY
 from parel_monitoring.settings import ConfigurationError
 
 USERS = [f"user-{number}" for number in range(1, 7)]
@@ -19,16 +20,18 @@ SESSION_RULE = {"table": "Session", "column": "userId", "parentTable": "User", "
 def populate_prisma(conn: psycopg.Connection, sessions_per_user: int = 3) -> None:
     """Every user with sessions, an account and a passkey (Authenticator)."""
     cursor = conn.cursor()
-    cursor.executemany('INSERT INTO "User" (id, email) VALUES (%s, %s)', [(u, f"{u}@example.com") for u in USERS])
     cursor.executemany(
-        """INSERT INTO "Session" (id, "sessionToken", "userId", expires)
-        VALUES (%s, %s, %s, now() AT TIME ZONE 'UTC' + interval '30 days')""",
-        [(f"s-{u}-{n}", f"token-{u}-{n}", u) for u in USERS for n in range(sessions_per_user)],
+        'INSERT INTO "User" (id, email, "updatedAt") VALUES (%s, %s, now())', [(u, f"{u}@example.com") for u in USERS]
     )
     cursor.executemany(
-        """INSERT INTO "Account" (id, "userId", type, provider, "providerAccountId")
-        VALUES (%s, %s, 'oauth', 'github', %s)""",
-        [(f"a-{u}", u, f"gh-{u}") for u in USERS],
+        """INSERT INTO "Session" ("sessionToken", "userId", expires, "updatedAt")
+        VALUES (%s, %s, now() AT TIME ZONE 'UTC' + interval '30 days', now())""",
+        [(f"s-{u}-{n}", u) for u in USERS for n in range(sessions_per_user)],
+    )
+    cursor.executemany(
+        """INSERT INTO "Account" ("userId", type, provider, "providerAccountId", "updatedAt")
+        VALUES (%s, 'oauth', 'github', %s, now())""",
+        [(u, f"gh-{u}") for u in USERS],
     )
     if conn.execute("""SELECT to_regclass('"Authenticator"')""").fetchone()[0]:
         cursor.executemany(
@@ -46,15 +49,15 @@ def delete_users(conn: psycopg.Connection, users: set[str]) -> None:
 def snapshot(conn: psycopg.Connection) -> dict[str, set]:
     return {
         "User": rows(conn, "User", "id"),
-        "Session": rows(conn, "Session", "id"),
-        "Account": rows(conn, "Account", "id"),
+        "Session": rows(conn, "Session", "sessionToken"),
+        "Account": rows(conn, "Account", "providerAccountId"),
         "Authenticator": rows(conn, "Authenticator", "userId", "credentialID"),
     }
 
 
 @pytest.fixture(autouse=True)
 def no_orphan_settings(monkeypatch):
-    for variable in ("ORPHAN_RULES", "ORPHAN_BATCH_SIZE"):
+    for variable in ("ORPHAN_RULES", "ORPHAN_BATCH_SIZE", "SESSION_SCHEMA", "SESSION_TABLE", "AUTH_TABLES_SCHEMA"):
         monkeypatch.delenv(variable, raising=False)
 
 
@@ -86,16 +89,20 @@ def test_default_rules_delete_exactly_the_orphans(relation_mode_url, monkeypatch
         ("public.Account", 2, None),
         ("public.Authenticator", 2, None),
     ]
+    assert result["layout"] == "prisma" and result["skipped"] == []
     assert result["rules"][0] | {"deleted": 0} == {
         "table": "public.Session", "column": "userId", "parentTable": "public.User", "parentColumn": "id",
-        "deleted": 0, "skipped": None,
+        "deleted": 0, "skipped": None, "strategy": UNIQUE_KEY, "key": ["sessionToken"],
     }  # fmt: skip
+    assert (result["rules"][1]["strategy"], result["rules"][1]["key"]) == (
+        PRIMARY_KEY, ["provider", "providerAccountId"]
+    )  # fmt: skip
     with connect(relation_mode_url) as conn:
         after = snapshot(conn)
     assert after == {
         "User": before["User"],
         "Session": {f"s-{u}-{n}" for u in USERS if u not in DELETED_USERS for n in range(3)},
-        "Account": {f"a-{u}" for u in USERS if u not in DELETED_USERS},
+        "Account": {f"gh-{u}" for u in USERS if u not in DELETED_USERS},
         "Authenticator": {(u, f"cred-{u}") for u in USERS if u not in DELETED_USERS},
     }
 
@@ -124,6 +131,7 @@ def test_a_default_rule_whose_table_is_missing_is_skipped(database_url, monkeypa
         (1, None),
         (0, "table names no table in the database"),
     ]
+    assert result["skipped"] == []  # Authenticator is optional (WebAuthn): the run is still ok
 
 
 def test_dry_run_counts_and_deletes_nothing(relation_mode_url, monkeypatch):
@@ -141,7 +149,8 @@ def test_small_batches_a_tiny_budget_and_a_later_run(database_url, monkeypatch):
         populate_prisma(conn, sessions_per_user=200)
         delete_users(conn, DELETED_USERS)
         live_sessions = {
-            sid for (sid,) in conn.execute('SELECT s.id FROM "Session" s JOIN "User" u ON u.id = s."userId"')
+            sid
+            for (sid,) in conn.execute('SELECT s."sessionToken" FROM "Session" s JOIN "User" u ON u.id = s."userId"')
         }
     settings = settings_from(monkeypatch, batch_size=100)
     database = database_for(database_url)
@@ -151,7 +160,7 @@ def test_small_batches_a_tiny_budget_and_a_later_run(database_url, monkeypatch):
     second = clean_orphaned_records(database, settings, Budget())
     assert second["partial"] is False and first["count"] + second["count"] == 400 + 2 + 2
     with connect(database_url) as conn:
-        assert rows(conn, "Session", "id") == live_sessions
+        assert rows(conn, "Session", "sessionToken") == live_sessions
 
 
 def test_configured_rules_for_the_pg_adapter_schema(database_url, monkeypatch):
@@ -184,7 +193,8 @@ def test_schema_qualified_rule_keeps_rows_without_a_parent_key(database_url, mon
         conn.execute(
             """CREATE SCHEMA blog;
             CREATE TABLE blog.posts (id serial PRIMARY KEY, "authorId" text);
-            INSERT INTO "User" (id) VALUES ('ada'), ('grace');
+            INSERT INTO "User" (id, email, "updatedAt") VALUES ('ada', 'a@example.com', now()),
+                                                               ('grace', 'g@example.com', now());
             INSERT INTO blog.posts ("authorId") VALUES ('ada'), (NULL), ('gone'), ('grace'), (NULL), ('gone')"""
         )
     rules = [{"table": "blog.posts", "column": "authorId", "parentTable": "User", "parentColumn": "id"}]
@@ -255,3 +265,83 @@ def test_malformed_orphan_rules_are_an_error_naming_the_variable(monkeypatch, te
         settings_from(monkeypatch, text)
     assert info.value.variable == "ORPHAN_RULES"
     assert "Session" not in str(info.value) and "cascade" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- rules that follow the layout
+
+
+def test_the_pg_adapter_layout_needs_no_rules(database_url, monkeypatch):
+    """Its documented schema has no foreign keys: deleting a user with SQL leaves its sessions and accounts."""
+    with connect(database_url) as conn:
+        create_pg_adapter_schema(conn)
+        conn.execute(
+            """INSERT INTO users (name) SELECT 'user ' || i FROM generate_series(1, 3) AS i;
+            INSERT INTO sessions ("userId", expires, "sessionToken")
+              SELECT 1 + i % 3, now() + interval '1 day', 'token-' || i FROM generate_series(1, 9) AS i;
+            INSERT INTO accounts ("userId", type, provider, "providerAccountId")
+              SELECT i, 'oauth', 'github', 'gh-' || i FROM generate_series(1, 3) AS i;
+            DELETE FROM users WHERE id = 2"""
+        )
+    result = clean_orphaned_records(database_for(database_url), settings_from(monkeypatch), Budget())
+    assert (result["layout"], result["count"], result["skipped"]) == ("pg-adapter", 4, [])
+    assert [(rule["table"], rule["parentTable"], rule["deleted"]) for rule in result["rules"]] == [
+        ("public.sessions", "public.users", 3),
+        ("public.accounts", "public.users", 1),
+    ]
+    with connect(database_url) as conn:
+        assert rows(conn, "sessions", "userId") == {1, 3} and rows(conn, "accounts", "userId") == {1, 3}
+
+
+def test_the_drizzle_layout_follows_its_tables(database_url, monkeypatch):
+    """Drizzle's default tables cascade; orphans come from deletes that bypass the foreign keys (a restore or
+    replica load with triggers disabled does the same)."""
+    with connect(database_url) as conn:
+        create_drizzle_schema(conn)
+        conn.execute(
+            """INSERT INTO "user" (id, email) SELECT 'u' || i, i || '@example.com' FROM generate_series(1, 3) AS i;
+            INSERT INTO session ("sessionToken", "userId", expires)
+              SELECT 'token-' || i, 'u' || (1 + i % 3), now() + interval '1 day' FROM generate_series(1, 9) AS i;
+            INSERT INTO account ("userId", type, provider, "providerAccountId")
+              SELECT 'u' || i, 'oauth', 'github', 'gh-' || i FROM generate_series(1, 3) AS i;
+            INSERT INTO authenticator ("credentialID", "userId", "providerAccountId", "credentialPublicKey", counter,
+                                       "credentialDeviceType", "credentialBackedUp")
+              SELECT 'cred-' || i, 'u' || i, 'gh-' || i, 'key', 0, 'singleDevice', false FROM generate_series(1, 3) i;
+            DELETE FROM "user" WHERE id = 'u1';  -- cascades
+            SET session_replication_role = replica;
+            DELETE FROM "user" WHERE id = 'u2';  -- leaves orphans
+            RESET session_replication_role"""
+        )
+    result = clean_orphaned_records(database_for(database_url), settings_from(monkeypatch), Budget())
+    assert (result["layout"], result["skipped"]) == ("drizzle", [])
+    assert [(rule["table"], rule["deleted"], rule["strategy"], rule["key"]) for rule in result["rules"]] == [
+        ("public.session", 3, PRIMARY_KEY, ["sessionToken"]),
+        ("public.account", 1, PRIMARY_KEY, ["provider", "providerAccountId"]),
+        ("public.authenticator", 1, PRIMARY_KEY, ["userId", "credentialID"]),
+    ]
+    with connect(database_url) as conn:
+        assert rows(conn, "session", "userId") == rows(conn, "account", "userId") == {"u3"}
+
+
+def test_a_required_table_the_layout_lacks_is_skipped_and_reported(database_url, monkeypatch):
+    with connect(database_url) as conn:
+        create_pg_adapter_schema(conn)
+        conn.execute("DROP TABLE accounts")
+    result = clean_orphaned_records(database_for(database_url), settings_from(monkeypatch), Budget())
+    assert [rule["skipped"] for rule in result["rules"]] == [None, "table names no table in the database"]
+    assert result["skipped"] == ["accounts.userId -> users.id: table names no table in the database"]
+
+
+def test_without_a_detected_layout_there_is_nothing_to_run(database_url, monkeypatch):
+    """SESSION_TABLE names a table of no Auth.js layout: without ORPHAN_RULES there are no rules."""
+    with connect(database_url) as conn:
+        conn.execute('CREATE TABLE "LoginSession" (sid bigint PRIMARY KEY, "validUntil" timestamptz)')
+    monkeypatch.setenv("SESSION_TABLE", "LoginSession")
+    result = clean_orphaned_records(database_for(database_url), settings_from(monkeypatch), Budget())
+    assert (result["layout"], result["rules"], result["count"]) == (None, [], 0)
+    assert result["skipped"] == ["no Auth.js layout detected and ORPHAN_RULES unset: no rules to run"]
+
+
+def test_auto_without_any_layout_names_session_schema(database_url, monkeypatch):
+    with pytest.raises(ConfigurationError) as info:
+        clean_orphaned_records(database_for(database_url), settings_from(monkeypatch), Budget())
+    assert info.value.variable == "SESSION_SCHEMA" and "found: no session table" in str(info.value)

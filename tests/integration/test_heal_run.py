@@ -21,7 +21,10 @@ from parel_monitoring.heal.options import HealOptions
 from parel_monitoring.heal.run import LOCK_KEY, HealInProgress, HealSettings, run_all
 
 QUEUE = "mail"
-HEAL_VARIABLES = ("SESSION_SCHEMA", "SESSION_TABLE", "SESSION_EXPIRES_COLUMN", "ORPHAN_RULES", "SESSION_BATCH_SIZE")
+HEAL_VARIABLES = (
+    "SESSION_SCHEMA", "SESSION_TABLE", "SESSION_EXPIRES_COLUMN", "ORPHAN_RULES", "SESSION_BATCH_SIZE",
+    "AUTH_TABLES_SCHEMA", "VERIFICATION_TOKEN_TABLE", "VERIFICATION_TOKEN_EXPIRES_COLUMN",
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -50,7 +53,10 @@ def seed_rot(database_url: str, prefix: str) -> dict:
     now = datetime.now(UTC).replace(tzinfo=None)
     with psycopg.connect(database_url, autocommit=True) as conn:
         create_prisma_schema(conn, foreign_keys=False)  # relationMode = "prisma": orphans can arise
-        conn.execute("""INSERT INTO "User"(id, email) VALUES ('u1', 'a@example.com'), ('u2', 'b@example.com')""")
+        conn.execute(
+            """INSERT INTO "User"(id, email, "updatedAt") VALUES ('u1', 'a@example.com', now()),
+                                                                 ('u2', 'b@example.com', now())"""
+        )
         sessions = [
             ("s-expired-1", "u1", now - timedelta(days=2)),
             ("s-expired-2", "u2", now - timedelta(minutes=1)),
@@ -58,8 +64,8 @@ def seed_rot(database_url: str, prefix: str) -> dict:
             ("s-orphan-live", "gone", now + timedelta(days=30)),
         ]
         conn.cursor().executemany(
-            """INSERT INTO "Session"(id, "sessionToken", "userId", expires) VALUES (%s, %s, %s, %s)""",
-            [(sid, f"tok-{sid}", user, expires) for sid, user, expires in sessions],
+            """INSERT INTO "Session"("sessionToken", "userId", expires, "updatedAt") VALUES (%s, %s, %s, now())""",
+            sessions,
         )
         conn.execute(
             """INSERT INTO "VerificationToken"(identifier, token, expires) VALUES
@@ -67,8 +73,8 @@ def seed_rot(database_url: str, prefix: str) -> dict:
             (now - timedelta(hours=1), now + timedelta(hours=1)),
         )
         conn.execute(
-            """INSERT INTO "Account"(id, "userId", type, provider, "providerAccountId")
-               VALUES ('a1', 'u1', 'oauth', 'github', '1'), ('a2', 'gone', 'oauth', 'github', '2')"""
+            """INSERT INTO "Account"("userId", type, provider, "providerAccountId", "updatedAt")
+               VALUES ('u1', 'oauth', 'github', 'a1', now()), ('gone', 'oauth', 'github', 'a2', now())"""
         )
     crashed = run_scenario(
         "crash-active", prefix, QUEUE, count=2, lock_duration=300, kill="SIGKILL", allowed_returncodes=(-9,)
@@ -79,7 +85,7 @@ def seed_rot(database_url: str, prefix: str) -> dict:
 
 def remaining(database_url: str, table: str) -> set[str]:
     with psycopg.connect(database_url) as conn:
-        column = "token" if table == "VerificationToken" else "id"
+        column = {"VerificationToken": "token", "Session": "sessionToken", "Account": "providerAccountId"}[table]
         return {row[0] for row in conn.execute(f'SELECT "{column}" FROM "{table}"')}  # noqa: S608 - fixed names
 
 
@@ -142,8 +148,8 @@ def test_parallel_runs_one_heals_the_others_are_refused(configure, database_url,
     seed_rot(database_url, prefix)
     with psycopg.connect(database_url, autocommit=True) as conn:  # enough work to overlap
         conn.execute(
-            """INSERT INTO "Session"(id, "sessionToken", "userId", expires)
-               SELECT 'bulk-' || g, 'bulk-tok-' || g, 'u1', now() - interval '1 day' FROM generate_series(1, 20000) g"""
+            """INSERT INTO "Session"("sessionToken", "userId", expires, "updatedAt")
+               SELECT 'bulk-' || g, 'u1', now() - interval '1 day', now() FROM generate_series(1, 20000) g"""
         )
     settings = configure(SESSION_BATCH_SIZE="200")
     outcomes: list[str] = []
@@ -237,3 +243,20 @@ def test_an_api_budget_caps_the_run_below_the_function_timeout(configure, databa
     seed_rot(database_url, prefix)
     capped = heal(configure(), budget=Budget(reserve_ms=1000, total_ms=600_000, limit_ms=500))
     assert capped["partial"] is True and capped["staleSessions"] == 0
+
+
+def test_work_a_routine_could_not_do_makes_the_run_incomplete_not_ok(configure, database_url, prefix):
+    """No verification token table (and no Account table): the rest is healed, the run says what it left."""
+    seed_rot(database_url, prefix)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute('DROP TABLE "VerificationToken"; DROP TABLE "Account"')
+    result = heal(configure(), HealOptions(routines=("sessions", "orphans")))
+    assert result["status"] == "incomplete" and result["partial"] is False
+    sessions, orphans = result["routines"]["sessions"], result["routines"]["orphans"]
+    assert (sessions["status"], sessions["count"], sessions["verificationTable"]) == ("incomplete", 2, None)
+    assert sessions["skipped"] == [
+        "verification token table VerificationToken: names no table in the database (see VERIFICATION_TOKEN_TABLE)"
+    ]
+    assert (orphans["status"], orphans["count"]) == ("incomplete", 1)  # the live orphan session
+    assert orphans["skipped"] == ["Account.userId -> User.id: table names no table in the database"]
+    assert remaining(database_url, "Session") == {"s-live"}

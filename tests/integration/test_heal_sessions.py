@@ -1,4 +1,4 @@
-"""heal_stale_sessions against real PostgreSQL with the NextAuth schemas (tests/integration/nextauth_schema.py)."""
+"""heal_stale_sessions against real PostgreSQL with the Auth.js adapters' schemas (tools/nextauth_schema.py)."""
 
 import dataclasses
 import itertools
@@ -12,26 +12,38 @@ import pytest
 from psycopg import sql
 
 from heal_support import budget_for_batches, connect, database_for, rows
-from nextauth_schema import create_pg_adapter_schema, create_prisma_schema
+from nextauth_schema import (
+    create_drizzle_schema,
+    create_kysely_schema,
+    create_pg_adapter_schema,
+    create_prisma_schema,
+)
+from parel_monitoring.heal.authjs import AuthTablesSettings
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.sessions import (
     SessionSettings,
     explain_session_batch,
     heal_stale_sessions,
 )
-from parel_monitoring.heal.tables import EXPIRES_INDEX, PRIMARY_KEY, Relation
+from parel_monitoring.heal.tables import EXPIRES_INDEX, PRIMARY_KEY, UNIQUE_KEY, Relation
 from parel_monitoring.settings import ConfigurationError
 
 MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "001_session_expires_index.sql"
-PRISMA = SessionSettings(Relation("public", "Session"), "expires", Relation("public", "VerificationToken"), 5000)
-PG_ADAPTER = SessionSettings(Relation("public", "sessions"), "expires", Relation("public", "verification_token"), 5000)
+PRISMA = SessionSettings(AuthTablesSettings("prisma"))
+PG_ADAPTER = SessionSettings(AuthTablesSettings("pg-adapter"))
+AUTO = SessionSettings(AuthTablesSettings("auto"))
 BATCHES_OF_100 = dataclasses.replace(PRISMA, batch_size=100)
-STRATEGIES = [PRIMARY_KEY, EXPIRES_INDEX]
+# The Prisma adapter's "Session" has no primary key: without the expires index, its unique "sessionToken"
+STRATEGIES = [UNIQUE_KEY, EXPIRES_INDEX]
+SESSION_VARIABLES = (
+    "SESSION_SCHEMA", "SESSION_TABLE", "SESSION_EXPIRES_COLUMN", "SESSION_BATCH_SIZE", "AUTH_TABLES_SCHEMA",
+    "VERIFICATION_TOKEN_TABLE", "VERIFICATION_TOKEN_EXPIRES_COLUMN",
+)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
 def no_session_settings(monkeypatch):
-    for variable in ("SESSION_SCHEMA", "SESSION_TABLE", "SESSION_EXPIRES_COLUMN", "SESSION_BATCH_SIZE"):
+    for variable in SESSION_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
 
 
@@ -42,27 +54,27 @@ def utc_now() -> datetime:
 
 def add_sessions(conn: psycopg.Connection, expiries: dict[str, datetime], user: str = "user-1") -> None:
     conn.cursor().executemany(
-        'INSERT INTO "Session" (id, "sessionToken", "userId", expires) VALUES (%s, %s, %s, %s)',
-        [(sid, f"token-{sid}", user, expires) for sid, expires in expiries.items()],
+        'INSERT INTO "Session" ("sessionToken", "userId", expires, "updatedAt") VALUES (%s, %s, %s, now())',
+        [(token, user, expires) for token, expires in expiries.items()],
     )
 
 
 def add_generated_sessions(conn: psycopg.Connection, expired: int, live: int) -> None:
-    """``expired + live`` sessions, interleaved in id order and on disk: ids ``…-expired`` and ``…-live``."""
+    """``expired + live`` sessions, interleaved in token order and on disk: tokens ``…-expired`` and ``…-live``."""
     conn.execute(
         """
-        INSERT INTO "Session" (id, "sessionToken", "userId", expires)
-        SELECT md5(i::text) || CASE WHEN i <= %(expired)s THEN '-expired' ELSE '-live' END, md5('token' || i), 'user-1',
+        INSERT INTO "Session" ("sessionToken", "userId", expires, "updatedAt")
+        SELECT md5(i::text) || CASE WHEN i <= %(expired)s THEN '-expired' ELSE '-live' END, 'user-1',
                (now() AT TIME ZONE 'UTC')
                + CASE WHEN i <= %(expired)s THEN -interval '1 hour' ELSE interval '1 hour' END
-               + (i %% 1000) * interval '1 second'
+               + (i %% 1000) * interval '1 second', now()
         FROM generate_series(1, %(total)s) AS i ORDER BY md5(i::text)
         """,
         {"expired": expired, "total": expired + live},
     )
 
 
-def ids(conn: psycopg.Connection, table: str = "Session", column: str = "id") -> set:
+def ids(conn: psycopg.Connection, table: str = "Session", column: str = "sessionToken") -> set:
     return rows(conn, table, column)
 
 
@@ -85,7 +97,7 @@ def prisma_url(database_url):
     """The Prisma adapter's schema as `prisma migrate` creates it, with one user."""
     with connect(database_url) as conn:
         create_prisma_schema(conn)
-        conn.execute("""INSERT INTO "User" (id, email) VALUES ('user-1', 'ada@example.com')""")
+        conn.execute("""INSERT INTO "User" (id, email, "updatedAt") VALUES ('user-1', 'ada@example.com', now())""")
     return database_url
 
 
@@ -108,18 +120,21 @@ def test_exactly_the_expired_sessions_and_tokens_go(prisma_url):
         )
     result = heal_stale_sessions(database_for(prisma_url), PRISMA, Budget())
     assert result["count"] == 3 and result["verificationTokens"] == 1 and result["partial"] is False
-    assert result["strategy"] == PRIMARY_KEY and result["table"] == "public.Session"
-    assert result["verificationTable"] == "public.VerificationToken"
+    assert (result["layout"], result["table"], result["strategy"], result["key"]) == (
+        "prisma", "public.Session", UNIQUE_KEY, ["sessionToken"]
+    )  # fmt: skip
+    assert result["verificationTable"] == "public.VerificationToken" and result["skipped"] == []
+    assert (result["verificationStrategy"], result["verificationKey"]) == (PRIMARY_KEY, ["identifier", "token"])
     with connect(prisma_url) as conn:
         assert ids(conn) == {"live-next-second", "live-hour", "live-month"}
         assert ids(conn, "VerificationToken", "token") == {"fresh"}
-        assert ids(conn, "User") == {"user-1"}
+        assert ids(conn, "User", "id") == {"user-1"}
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("indexed", [False, True], ids=["keyset", "expires-index"])
 @pytest.mark.parametrize("zone", ["America/New_York", "Asia/Tokyo"])
 @pytest.mark.parametrize("schema", ["prisma", "pg-adapter"])
-def test_the_cutoff_is_utc_whatever_the_session_time_zone(database_url, zone, schema, strategy):
+def test_the_cutoff_is_utc_whatever_the_session_time_zone(database_url, zone, schema, indexed):
     """TIMESTAMP(3) holds UTC: read as local time in New York it would keep expired sessions, in Tokyo it
     would delete live ones. Offsets inside the zone's distance from UTC tell the two apart. Batches of 2
     carry the walk's position from one batch to the next in the zone."""
@@ -137,15 +152,16 @@ def test_the_cutoff_is_utc_whatever_the_session_time_zone(database_url, zone, sc
                 """INSERT INTO sessions ("userId", expires, "sessionToken") VALUES (1, %s, %s)""",
                 [(datetime.now(UTC) + timedelta(seconds=offset), sid) for sid, offset in offsets.items()],
             )
-    use_strategy(database_url, strategy, schema)
+    if indexed:
+        add_expires_index(database_url, schema)
+    strategy = EXPIRES_INDEX if indexed else UNIQUE_KEY if schema == "prisma" else PRIMARY_KEY
     database = database_for(database_url)
     assert database.run(lambda conn: conn.execute("SHOW TimeZone").fetchone()[0]) == zone
-    settings = dataclasses.replace(PRISMA if schema == "prisma" else PG_ADAPTER, batch_size=2)
+    settings = dataclasses.replace(AUTO, batch_size=2)
     result = heal_stale_sessions(database, settings, Budget())
     assert result["count"] == 2 and result["strategy"] == strategy
     with connect(database_url) as conn:
-        table, column = ("Session", "id") if schema == "prisma" else ("sessions", "sessionToken")
-        assert ids(conn, table, column) == {"live-2min", "live-3h"}
+        assert ids(conn, "Session" if schema == "prisma" else "sessions") == {"live-2min", "live-3h"}
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -157,7 +173,7 @@ def test_batches_of_100_delete_1000_expired_sessions(prisma_url, strategy):
     durations: list[float] = []
     result = heal_stale_sessions(database_for(prisma_url), BATCHES_OF_100, Budget(), on_batch=durations.append)
     assert result["strategy"] == strategy and result["count"] == 1000 and result["partial"] is False
-    # expires-index: 10 batches of 99 (up to the 100th expiry), then the last 10; primary-key: 15 chunks of 100
+    # expires-index: 10 batches of 99 (up to the 100th expiry), then the last 10; unique-key: 15 chunks of 100
     # rows, then an empty one
     session_batches = 11 if strategy == EXPIRES_INDEX else 16
     assert result["batches"] == session_batches + 1  # + the (empty) verification tokens
@@ -204,7 +220,7 @@ def test_one_batch_never_seq_scans_a_big_table(prisma_url, strategy):
     reported, plan = explain_session_batch(database_for(prisma_url), PRISMA)
     assert reported == strategy
     assert "Seq Scan" not in plan, plan
-    index = "Session_expires_idx" if strategy == EXPIRES_INDEX else "Session_pkey"
+    index = "Session_expires_idx" if strategy == EXPIRES_INDEX else "Session_sessionToken_key"
     # the delete itself: an index range scan, or a bitmap scan of the same range
     assert f'Index Scan using "{index}" on "Session" target' in plan or f'Bitmap Index Scan on "{index}"' in plan, plan
 
@@ -232,7 +248,7 @@ def test_the_migration_is_idempotent_and_an_invalid_index_is_ignored(prisma_url)
     assert explain_session_batch(database, PRISMA)[0] == EXPIRES_INDEX
     with connect(prisma_url) as conn:  # what a failed CREATE INDEX CONCURRENTLY leaves behind
         conn.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = '\"Session_expires_idx\"'::regclass")
-    assert explain_session_batch(database, PRISMA)[0] == PRIMARY_KEY
+    assert explain_session_batch(database, PRISMA)[0] == UNIQUE_KEY
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -243,7 +259,7 @@ def test_a_session_extended_while_the_batch_waits_for_its_row_lock_stays(prisma_
     use_strategy(prisma_url, strategy)
     results: list[dict] = []
     with psycopg.connect(prisma_url) as app:  # an app transaction holding the row lock
-        app.execute("""UPDATE "Session" SET expires = expires + interval '1 minute' WHERE id = 'busy'""")
+        app.execute("""UPDATE "Session" SET expires = expires + interval '1 minute' WHERE "sessionToken" = 'busy'""")
         heal = threading.Thread(target=lambda: results.append(
             heal_stale_sessions(database_for(prisma_url), PRISMA, Budget())))  # fmt: skip
         heal.start()
@@ -256,7 +272,8 @@ def test_a_session_extended_while_the_batch_waits_for_its_row_lock_stays(prisma_
                 assert time.monotonic() < deadline, "the heal batch never waited for the row lock"
                 time.sleep(0.02)
         app.execute(
-            """UPDATE "Session" SET expires = now() AT TIME ZONE 'UTC' + interval '30 days' WHERE id = 'busy'"""
+            """UPDATE "Session" SET expires = now() AT TIME ZONE 'UTC' + interval '30 days'
+               WHERE "sessionToken" = 'busy'"""
         )
         app.commit()
         heal.join(10)
@@ -292,7 +309,7 @@ def test_pg_adapter_preset_from_the_environment(database_url, monkeypatch):
     result = heal_stale_sessions(database_for(database_url), settings, Budget())
     assert (result["count"], result["verificationTokens"], result["table"]) == (2, 6, "public.sessions")
     with connect(database_url) as conn:
-        assert ids(conn, "sessions") == kept
+        assert ids(conn, "sessions", "id") == kept
         assert ids(conn, "verification_token", "token") == {"a-valid-1", "b-valid-4", "c-valid-7"}
 
 
@@ -311,6 +328,9 @@ def test_custom_table_and_column_from_the_environment(database_url, monkeypatch)
     result = heal_stale_sessions(database_for(database_url), settings, Budget())
     assert result["count"] == 4 and result["table"] == "auth.LoginSession"
     assert result["verificationTable"] is None and result["verificationTokens"] == 0  # no such table here
+    assert result["layout"] is None and result["skipped"] == [
+        "no Auth.js layout detected: set VERIFICATION_TOKEN_TABLE"
+    ]  # fmt: skip
     with connect(database_url) as conn:
         assert {sid for (sid,) in conn.execute('SELECT sid FROM auth."LoginSession"')} == {5, 6, 7, 8, 9}
 
@@ -318,7 +338,7 @@ def test_custom_table_and_column_from_the_environment(database_url, monkeypatch)
 @pytest.mark.parametrize(
     ("settings", "variable"),
     [
-        (dataclasses.replace(PRISMA, table=Relation("public", "Sessions")), "SESSION_TABLE"),
+        (SessionSettings(AuthTablesSettings("prisma", session_table=Relation(None, "Sessions"))), "SESSION_TABLE"),
         (dataclasses.replace(PRISMA, expires_column="expiresAt"), "SESSION_EXPIRES_COLUMN"),
         (dataclasses.replace(PRISMA, expires_column="userId"), "SESSION_EXPIRES_COLUMN"),
     ],
@@ -336,9 +356,11 @@ def test_a_table_or_column_the_database_lacks_is_a_configuration_error(prisma_ur
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
-        ("SESSION_SCHEMA", "drizzle"),
+        ("SESSION_SCHEMA", "typeorm"),
         ("SESSION_TABLE", "a.b.c"),
         ("SESSION_TABLE", "auth."),
+        ("VERIFICATION_TOKEN_TABLE", ".tokens"),
+        ("AUTH_TABLES_SCHEMA", "auth.public"),
         ("SESSION_BATCH_SIZE", "-5"),
     ],
 )
@@ -347,3 +369,153 @@ def test_malformed_settings_name_their_variable(monkeypatch, variable, value):
     with pytest.raises(ConfigurationError) as info:
         SessionSettings.from_env()
     assert info.value.variable == variable and value not in str(info.value)
+
+
+# --------------------------------------------------------------------------- SESSION_SCHEMA=auto
+
+LAYOUTS = {
+    # fixture -> (layout, session table, its walk and key, verification table, its walk and key)
+    "prisma": ("prisma", "Session", UNIQUE_KEY, ["sessionToken"], "VerificationToken", PRIMARY_KEY,
+               ["identifier", "token"]),
+    "kysely": ("prisma", "Session", PRIMARY_KEY, ["id"], "VerificationToken", UNIQUE_KEY, ["token"]),
+    "pg-adapter": ("pg-adapter", "sessions", PRIMARY_KEY, ["id"], "verification_token", PRIMARY_KEY,
+                   ["identifier", "token"]),
+    "drizzle": ("drizzle", "session", PRIMARY_KEY, ["sessionToken"], "verificationToken", PRIMARY_KEY,
+                ["identifier", "token"]),
+}  # fmt: skip
+CREATE = {
+    "prisma": create_prisma_schema,
+    "kysely": create_kysely_schema,
+    "pg-adapter": create_pg_adapter_schema,
+    "drizzle": create_drizzle_schema,
+}
+USERS = {  # a user row of each fixture, and its id
+    "prisma": ("""INSERT INTO "User" (id, email, "updatedAt") VALUES ('u1', 'a@example.com', now())""", "u1"),
+    "kysely": ("""INSERT INTO "User" (id, email) VALUES ('6d1f8e52-0000-4000-8000-000000000001', 'a@example.com')""",
+               "6d1f8e52-0000-4000-8000-000000000001"),
+    "pg-adapter": ("INSERT INTO users (id, email) VALUES (1, 'a@example.com')", 1),
+    "drizzle": ("""INSERT INTO "user" (id, email) VALUES ('u1', 'a@example.com')""", "u1"),
+}  # fmt: skip
+
+
+def seed_expiring(conn: psycopg.Connection, fixture: str, schema: str = "public") -> None:
+    """Two expired and one live session and verification token, written in UTC (what every adapter does)."""
+    _, session, _, _, tokens, _, _ = LAYOUTS[fixture]
+    insert_user, user = USERS[fixture]
+    conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    conn.execute(insert_user)
+    now = utc_now() if fixture in {"prisma", "drizzle"} else datetime.now(UTC)
+    extra = ', "updatedAt"' if fixture == "prisma" else ""
+    for name, offset in (("expired-day", -86400), ("expired-minute", -60), ("live", 3600)):
+        conn.execute(
+            sql.SQL('INSERT INTO {} ("sessionToken", "userId", expires{}) VALUES (%s, %s, %s{})').format(
+                sql.Identifier(session), sql.SQL(extra), sql.SQL(", now()" if extra else "")
+            ),
+            (name, user, now + timedelta(seconds=offset)),
+        )
+        conn.execute(
+            sql.SQL("INSERT INTO {} (identifier, token, expires) VALUES ('a@example.com', %s, %s)").format(
+                sql.Identifier(tokens)
+            ),
+            (name, now + timedelta(seconds=offset)),
+        )
+    conn.execute("RESET search_path")
+
+
+@pytest.mark.parametrize("fixture", LAYOUTS)
+def test_auto_finds_each_adapters_default_layout(database_url, fixture):
+    layout, session, strategy, key, tokens, token_strategy, token_key = LAYOUTS[fixture]
+    with connect(database_url) as conn:
+        CREATE[fixture](conn)
+        seed_expiring(conn, fixture)
+    result = heal_stale_sessions(database_for(database_url), AUTO, Budget())
+    assert (result["count"], result["verificationTokens"], result["skipped"]) == (2, 2, [])
+    assert (result["layout"], result["table"], result["strategy"], result["key"]) == (
+        layout, f"public.{session}", strategy, key
+    )  # fmt: skip
+    assert (result["verificationTable"], result["verificationStrategy"], result["verificationKey"]) == (
+        f"public.{tokens}", token_strategy, token_key
+    )  # fmt: skip
+    with connect(database_url) as conn:
+        assert ids(conn, session) == {"live"} and ids(conn, tokens, "token") == {"live"}
+
+
+def test_auto_looks_along_the_search_path(database_url):
+    """Tables in a schema the database's search_path names (Prisma's ?schema=auth migrates them there)."""
+    with connect(database_url) as conn:
+        create_drizzle_schema(conn, schema="auth")
+        seed_expiring(conn, "drizzle", schema="auth")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET search_path TO auth, public").format(
+            sql.Identifier(conn.info.dbname)))  # fmt: skip
+    result = heal_stale_sessions(database_for(database_url), AUTO, Budget())
+    assert (result["layout"], result["table"], result["verificationTable"]) == (
+        "drizzle", "auth.session", "auth.verificationToken"
+    )  # fmt: skip
+    assert (result["count"], result["verificationTokens"]) == (2, 2)
+
+
+def test_auth_tables_schema_names_a_schema_off_the_search_path(database_url, monkeypatch):
+    with connect(database_url) as conn:
+        create_prisma_schema(conn, schema="identity")
+        seed_expiring(conn, "prisma", schema="identity")
+        create_pg_adapter_schema(conn)  # another app's tables in public: not looked at
+    monkeypatch.setenv("AUTH_TABLES_SCHEMA", "identity")
+    result = heal_stale_sessions(database_for(database_url), SessionSettings.from_env(), Budget())
+    assert (result["layout"], result["table"], result["verificationTable"]) == (
+        "prisma", "identity.Session", "identity.VerificationToken"
+    )  # fmt: skip
+    assert (result["count"], result["verificationTokens"]) == (2, 2)
+
+
+def test_a_verification_token_table_can_be_overridden(database_url, monkeypatch):
+    with connect(database_url) as conn:
+        create_pg_adapter_schema(conn)
+        conn.execute(
+            """CREATE SCHEMA mail;
+            CREATE TABLE mail.magic_links (identifier text, token text PRIMARY KEY, "validUntil" timestamptz);
+            INSERT INTO mail.magic_links VALUES ('a', 'old', now() - interval '1 hour'),
+                                                ('b', 'new', now() + interval '1 hour')"""
+        )
+    monkeypatch.setenv("VERIFICATION_TOKEN_TABLE", "mail.magic_links")
+    monkeypatch.setenv("VERIFICATION_TOKEN_EXPIRES_COLUMN", "validUntil")
+    result = heal_stale_sessions(database_for(database_url), SessionSettings.from_env(), Budget())
+    assert (result["layout"], result["verificationTable"], result["verificationTokens"]) == (
+        "pg-adapter", "mail.magic_links", 1
+    )  # fmt: skip
+    with connect(database_url) as conn:
+        assert {token for (token,) in conn.execute("SELECT token FROM mail.magic_links")} == {"new"}
+
+
+def test_a_missing_verification_token_table_is_skipped_with_the_reason(database_url):
+    with connect(database_url) as conn:
+        create_drizzle_schema(conn)
+        seed_expiring(conn, "drizzle")
+        conn.execute('DROP TABLE "verificationToken"')
+    result = heal_stale_sessions(database_for(database_url), AUTO, Budget())
+    assert result["count"] == 2 and result["verificationTable"] is None
+    assert result["skipped"] == [
+        "verification token table verificationToken: names no table in the database (see VERIFICATION_TOKEN_TABLE)"
+    ]
+
+
+def test_auto_without_an_auth_js_session_table_lists_what_it_found(database_url):
+    with connect(database_url) as conn:  # connect-pg-simple's express sessions: a "session" of another kind
+        conn.execute("CREATE TABLE session (sid varchar PRIMARY KEY, sess json NOT NULL, expire timestamp(6))")
+    with pytest.raises(ConfigurationError) as info:
+        heal_stale_sessions(database_for(database_url), AUTO, Budget())
+    assert info.value.variable == "SESSION_SCHEMA"
+    assert "no Auth.js session table was found on the search path" in str(info.value)
+    assert "public.session (lacks sessionToken, userId, expires)" in str(info.value)
+
+
+def test_auto_with_two_layouts_asks_for_a_preset(database_url):
+    with connect(database_url) as conn:
+        create_prisma_schema(conn)
+        create_drizzle_schema(conn, schema="legacy")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET search_path TO public, legacy").format(
+            sql.Identifier(conn.info.dbname)))  # fmt: skip
+    with pytest.raises(ConfigurationError) as info:
+        heal_stale_sessions(database_for(database_url), AUTO, Budget())
+    assert info.value.variable == "SESSION_SCHEMA"
+    assert "public.Session (prisma); legacy.session (drizzle)" in str(info.value)
+    assert heal_stale_sessions(database_for(database_url), PRISMA, Budget())["table"] == "public.Session"

@@ -105,11 +105,11 @@ def nextauth_database(server_url: str):
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             create_prisma_schema(conn, foreign_keys=False)
-            conn.execute("""INSERT INTO "User"(id) VALUES ('u1')""")
+            conn.execute("""INSERT INTO "User"(id, email, "updatedAt") VALUES ('u1', 'a@example.com', now())""")
             conn.execute(
-                """INSERT INTO "Session"(id, "sessionToken", "userId", expires) VALUES
-                   ('old', 't1', 'u1', now() - interval '1 day'), ('live', 't2', 'u1', now() + interval '1 day'),
-                   ('orphan', 't3', 'deleted-user', now() + interval '1 day')"""
+                """INSERT INTO "Session"("sessionToken", "userId", expires, "updatedAt") VALUES
+                   ('old', 'u1', now() - interval '1 day', now()), ('live', 'u1', now() + interval '1 day', now()),
+                   ('orphan', 'deleted-user', now() + interval '1 day', now())"""
             )
         yield url
     finally:
@@ -417,7 +417,7 @@ def capture(password_protected_postgres):  # one scripted run, read top to botto
                 (name, request.get_data().decode("utf-8", "replace")) for request, _ in server.log
             ]
         with psycopg.connect(db_url) as conn:
-            result.healed_sessions = {row[0] for row in conn.execute('SELECT id FROM "Session"')}
+            result.healed_sessions = {row[0] for row in conn.execute('SELECT "sessionToken" FROM "Session"')}
     return result
 
 

@@ -62,7 +62,8 @@ def utc_now() -> datetime:
 
 HEAL_VARIABLES = (
     "SESSION_SCHEMA", "SESSION_TABLE", "SESSION_EXPIRES_COLUMN", "SESSION_BATCH_SIZE", "ORPHAN_RULES",
-    "ORPHAN_BATCH_SIZE", "BULLMQ_PREFIX", "QUEUE_NAMES", "HIGH_PRIORITY_QUEUE",
+    "ORPHAN_BATCH_SIZE", "BULLMQ_PREFIX", "QUEUE_NAMES", "HIGH_PRIORITY_QUEUE", "AUTH_TABLES_SCHEMA",
+    "VERIFICATION_TOKEN_TABLE", "VERIFICATION_TOKEN_EXPIRES_COLUMN",
 )  # fmt: skip
 
 
@@ -77,10 +78,11 @@ def nextauth_url(database_url):
     """The Prisma schema with two users, an expired and a live session each."""
     with connect(database_url) as conn:
         create_prisma_schema(conn, foreign_keys=False)
-        conn.execute("""INSERT INTO "User"(id, email) VALUES ('u1', 'a@example.com'), ('u2', 'b@example.com')""")
+        conn.execute("""INSERT INTO "User"(id, email, "updatedAt") VALUES ('u1', 'a@example.com', now()),
+                                                                        ('u2', 'b@example.com', now())""")
         conn.cursor().executemany(
-            """INSERT INTO "Session"(id, "sessionToken", "userId", expires) VALUES (%s, %s, %s, %s)""",
-            [(f"s-{user}-{kind}", f"t-{user}-{kind}", user, utc_now() + delta)
+            """INSERT INTO "Session"("sessionToken", "userId", expires, "updatedAt") VALUES (%s, %s, %s, now())""",
+            [(f"s-{user}-{kind}", user, utc_now() + delta)
              for user in ("u1", "u2") for kind, delta in (("old", -timedelta(days=1)), ("live", timedelta(days=1)))],
         )  # fmt: skip
     return database_url
@@ -89,7 +91,7 @@ def nextauth_url(database_url):
 def snapshot(url: str) -> dict[str, set]:
     with connect(url) as conn:
         tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-        return {"tables": tables, "User": rows(conn, "User", "id"), "Session": rows(conn, "Session", "id")}
+        return {"tables": tables, "User": rows(conn, "User", "id"), "Session": rows(conn, "Session", "sessionToken")}
 
 
 # --------------------------------------------------------------------------- SQL: configured names

@@ -1,21 +1,26 @@
 """cleanOrphanedRecords: child rows whose non-null parent key matches no parent row, deleted in batches.
 
-Orphans arise where the database does not enforce the relation, e.g. Prisma's ``relationMode = "prisma"``
-with rows deleted outside Prisma. Rules come from ``ORPHAN_RULES``, a JSON list of
-``{"table", "column", "parentTable", "parentColumn"}`` (tables as ``name`` or ``schema.name``, default schema
-``public``); without it, the NextAuth Prisma schema's ``"Session"``, ``"Account"`` and ``"Authenticator"``
-``"userId"`` -> ``"User"."id"``, where a default rule the database does not have (e.g. no ``Authenticator``
-table) is reported as skipped.
+Orphans arise where the database does not enforce the relation (the pg-adapter's documented schema has no
+foreign keys; Prisma's ``relationMode = "prisma"``; a restore or replica load with triggers disabled) and rows
+are deleted outside the app. Rules come from ``ORPHAN_RULES``, a JSON list of
+``{"table", "column", "parentTable", "parentColumn"}`` (tables as ``name`` or ``schema.name``; ``name`` alone
+is looked up on the search path); without it, the Auth.js layout's (:mod:`.authjs`, detected or
+``SESSION_SCHEMA``): its session, account and authenticator tables' ``"userId"`` -> its user table's ``id``.
+A default rule whose table the database lacks is reported as skipped; for a table Auth.js requires (not the
+optional WebAuthn authenticator table) that also lists it in the routine's ``skipped`` (the run is then
+``incomplete``).
 
 Every rule is checked against the catalog, and its delete planned, before anything is deleted: a configured
 rule naming an unknown table or column, or comparing types that cannot be compared, raises
 :class:`ConfigurationError` naming ``ORPHAN_RULES`` (never echoing its values). Names are only ever used
-quoted (``psycopg.sql.Identifier``). Each child table is walked in primary-key order, ``ORPHAN_BATCH_SIZE``
-rows per batch and transaction, so no batch scans the whole table (see :mod:`.sessions`).
+quoted (``psycopg.sql.Identifier``). Each child table is walked in the order of its primary key, or of a NOT
+NULL unique key (``strategy`` and ``key`` of each rule), ``ORPHAN_BATCH_SIZE`` rows per batch and transaction,
+so no batch scans the whole table (see :mod:`.sessions`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -25,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from parel_monitoring.db import Database
+from parel_monitoring.heal.authjs import AuthTablesSettings, Layout, detect_layout
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.tables import DEFAULT_BATCH_SIZE, KeysetWalk, Relation, find_table, run_walk
 from parel_monitoring.settings import ConfigurationError, env_int, env_str
@@ -40,6 +46,7 @@ class OrphanRule:
     column: str
     parent_table: Relation
     parent_column: str
+    required: bool = True  # a default rule for a table Auth.js needs: missing, the run is incomplete
 
     def describe(self) -> dict[str, str]:
         return {
@@ -62,10 +69,12 @@ class OrphanRule:
         )
 
 
-DEFAULT_RULES = tuple(
-    OrphanRule(Relation("public", table), "userId", Relation("public", "User"), "id")
-    for table in ("Session", "Account", "Authenticator")
-)
+def default_rules(layout: Layout, tables: AuthTablesSettings) -> tuple[OrphanRule, ...]:
+    """``layout``'s children's ``"userId"`` -> its user table's ``id``."""
+    user = tables.named(layout.user)
+    return tuple(
+        OrphanRule(tables.named(child), "userId", user, "id", required) for child, required in layout.children()
+    )
 
 
 def parse_rules(text: str) -> tuple[OrphanRule, ...]:
@@ -82,7 +91,7 @@ def parse_rules(text: str) -> tuple[OrphanRule, ...]:
             raise ConfigurationError(VARIABLE, f"rule {number} must have exactly the fields {', '.join(FIELDS)}")
         if not all(isinstance(value, str) and value for value in item.values()):
             raise ConfigurationError(VARIABLE, f"rule {number}: every field must be a non-empty string")
-        table, parent = Relation.parse(item["table"]), Relation.parse(item["parentTable"])
+        table, parent = Relation.parse(item["table"]), Relation.parse(item["parentTable"])  # search path
         if table is None or parent is None:
             raise ConfigurationError(VARIABLE, f"rule {number}: tables are named name or schema.name")
         rules.append(OrphanRule(table, item["column"], parent, item["parentColumn"]))
@@ -91,67 +100,94 @@ def parse_rules(text: str) -> tuple[OrphanRule, ...]:
 
 @dataclass(frozen=True)
 class OrphanSettings:
-    rules: tuple[OrphanRule, ...]
-    configured: bool  # the rules come from ORPHAN_RULES: one the database cannot satisfy is an error, not a skip
-    batch_size: int
+    rules: tuple[OrphanRule, ...] | None  # ORPHAN_RULES; None: the Auth.js layout's
+    tables: AuthTablesSettings
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    @property
+    def configured(self) -> bool:
+        """The rules come from ORPHAN_RULES: one the database cannot satisfy is an error, not a skip."""
+        return self.rules is not None
 
     @classmethod
     def from_env(cls) -> OrphanSettings:
         text = env_str(VARIABLE)
         return cls(
-            rules=DEFAULT_RULES if text is None else parse_rules(text),
-            configured=text is not None,
+            rules=None if text is None else parse_rules(text),
+            tables=AuthTablesSettings.from_env(),
             batch_size=env_int("ORPHAN_BATCH_SIZE", DEFAULT_BATCH_SIZE, minimum=1, maximum=100_000),
         )
 
 
-def _walk(conn: psycopg.Connection, rule: OrphanRule, batch_size: int) -> KeysetWalk | str:
-    """The walk that deletes ``rule``'s orphans, or why this database cannot run it."""
+def _walk(conn: psycopg.Connection, rule: OrphanRule, batch_size: int) -> tuple[OrphanRule, KeysetWalk | str]:
+    """``rule`` with its tables' schemas resolved, and the walk that deletes its orphans or why this database
+    cannot run it."""
     child = find_table(conn, rule.table)
     if child is None:
-        return "table names no table in the database"
+        return rule, "table names no table in the database"
     if rule.column not in child.columns:
-        return "column names no column of the table"
+        return rule, "column names no column of the table"
     if not child.key:
-        return "table has neither a primary key nor a NOT NULL unique key"
+        return rule, "table has neither a primary key nor a NOT NULL unique key"
     parent = find_table(conn, rule.parent_table, kinds="rp")
     if parent is None:
-        return "parentTable names no table in the database"
+        return rule, "parentTable names no table in the database"
     if rule.parent_column not in parent.columns:
-        return "parentColumn names no column of the parent table"
-    walk = KeysetWalk(rule.table, child.key, rule.orphaned, batch_size)
+        return rule, "parentColumn names no column of the parent table"
+    rule = dataclasses.replace(rule, table=child.relation, parent_table=parent.relation)
+    walk = KeysetWalk(rule.table, child.key, rule.orphaned, batch_size, child.key_kind)
     try:
         with conn.transaction():  # a savepoint: planning the delete checks that the types can be compared
             walk.explain(conn)
     except (psycopg.errors.UndefinedFunction, psycopg.errors.DatatypeMismatch):
-        return "column and parentColumn have types that cannot be compared"
-    return walk
+        return rule, "column and parentColumn have types that cannot be compared"
+    return rule, walk
 
 
-def _walks(conn: psycopg.Connection, settings: OrphanSettings) -> list[KeysetWalk | str]:
+@dataclass(frozen=True)
+class _Plan:
+    layout: str | None
+    walks: list[tuple[OrphanRule, KeysetWalk | str]]
+
+
+def _plan(conn: psycopg.Connection, settings: OrphanSettings) -> _Plan:
     """Every rule's walk or, for a default rule this database lacks, why it is skipped (configured: raises)."""
-    walks = [_walk(conn, rule, settings.batch_size) for rule in settings.rules]
-    for number, walk in enumerate(walks, 1):
-        if isinstance(walk, str) and settings.configured:
-            raise ConfigurationError(VARIABLE, f"rule {number}: {walk}")
-    return walks
+    if settings.rules is not None:
+        walks = [_walk(conn, rule, settings.batch_size) for rule in settings.rules]
+        for number, (_, walk) in enumerate(walks, 1):
+            if isinstance(walk, str):
+                raise ConfigurationError(VARIABLE, f"rule {number}: {walk}")
+        return _Plan(None, walks)
+    layout = detect_layout(conn, settings.tables)
+    if layout is None:
+        return _Plan(None, [])
+    rules = default_rules(layout, settings.tables)
+    return _Plan(layout.name, [_walk(conn, rule, settings.batch_size) for rule in rules])
+
+
+NO_LAYOUT = "no Auth.js layout detected and ORPHAN_RULES unset: no rules to run"
 
 
 def clean_orphaned_records(
     db: Database, settings: OrphanSettings, budget: Budget, dry_run: bool = False
 ) -> dict[str, Any]:
     """Delete (count, in a dry run) the orphans of every rule, in order, within ``budget``."""
-    walks = db.run(functools.partial(_walks, settings=settings))
+    plan = db.run(functools.partial(_plan, settings=settings))
     total, partial, rules = 0, False, []
-    for rule, walk in zip(settings.rules, walks, strict=True):
-        deleted, skipped = 0, None
+    skipped = [] if plan.walks or settings.configured else [NO_LAYOUT]
+    for rule, walk in plan.walks:
+        deleted, skip, strategy, key = 0, None, None, None
         if isinstance(walk, str):
-            skipped = walk
-        elif partial:
-            skipped = BUDGET_EXHAUSTED
+            skip = walk
+            if rule.required:
+                skipped.append(f"{rule.table}.{rule.column} -> {rule.parent_table}.{rule.parent_column}: {walk}")
         else:
-            progress = run_walk(db, walk, budget, dry_run)
-            deleted, partial = progress.count, progress.partial
+            strategy, key = walk.strategy, list(walk.key)
+            if partial:
+                skip = BUDGET_EXHAUSTED
+            else:
+                progress = run_walk(db, walk, budget, dry_run)
+                deleted, partial = progress.count, progress.partial
         total += deleted
-        rules.append({**rule.describe(), "deleted": deleted, "skipped": skipped})
-    return {"count": total, "partial": partial, "rules": rules}
+        rules.append({**rule.describe(), "deleted": deleted, "skipped": skip, "strategy": strategy, "key": key})
+    return {"count": total, "partial": partial, "layout": plan.layout, "rules": rules, "skipped": skipped}

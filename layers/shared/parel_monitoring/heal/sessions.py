@@ -1,10 +1,12 @@
-"""healStaleSessions: expired NextAuth sessions, and expired never-used verification tokens, deleted in batches.
+"""healStaleSessions: expired Auth.js (NextAuth) sessions, and expired never-used verification tokens, deleted in
+batches.
 
-Tables: the Prisma adapter's ``"Session"``/``"VerificationToken"`` (``SESSION_SCHEMA=prisma``, the default)
-or @auth/pg-adapter's ``sessions``/``verification_token`` (``SESSION_SCHEMA=pg-adapter``);
-``SESSION_TABLE`` (``name`` or ``schema.name``, default schema ``public``) and ``SESSION_EXPIRES_COLUMN``
-override the sessions table. NextAuth deletes a verification token when it is used, so an expired one still
-present was never used; a missing verification table is reported (``verificationTable: None``), not an error.
+Tables: the layout's (:mod:`.authjs`: ``SESSION_SCHEMA=auto`` detects the Prisma/Kysely, pg-adapter or Drizzle
+default; or a preset), each overridable: ``SESSION_TABLE`` / ``SESSION_EXPIRES_COLUMN`` and
+``VERIFICATION_TOKEN_TABLE`` / ``VERIFICATION_TOKEN_EXPIRES_COLUMN`` (tables as ``name`` or ``schema.name``).
+Auth.js deletes a verification token when it is used, so an expired one still present was never used. A
+verification token table that cannot be found is reported in ``skipped`` (the run is then ``incomplete``),
+not an error; a session table that cannot be found is an error.
 
 Time: one cutoff, the database's ``now()`` at the start of the run. A ``timestamp with time zone`` column is
 compared with it directly; a ``timestamp without time zone`` column (Prisma's ``TIMESTAMP(3)``) holds UTC, so
@@ -18,7 +20,11 @@ index, so no batch scans the whole table and every row is read once:
   migrations/001_session_expires_index.sql): the next expired rows in expires order, the range end read by
   an index-only scan; only expired rows are visited;
 * ``primary-key`` (otherwise): the next ``n`` rows in primary-key order (keyset), of which the expired ones
-  are deleted; every row is visited once per run.
+  are deleted; every row is visited once per run;
+* ``unique-key``: the same along a unique index whose columns are all NOT NULL, for a table without a
+  primary key (the Prisma adapter's ``"Session"``: its unique ``"sessionToken"``).
+
+The result names the walk's ``strategy`` and ``key`` (its columns) for both tables.
 
 The deletes re-check the expiry, so a row NextAuth extends meanwhile (it updates ``expires`` on use) stays.
 The catalog helpers and the walks live in :mod:`parel_monitoring.heal.tables`.
@@ -35,11 +41,11 @@ from typing import Any
 import psycopg
 
 from parel_monitoring.db import Database
+from parel_monitoring.heal.authjs import AuthTablesSettings, detect_layout
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.tables import (
     CUTOFFS,
     DEFAULT_BATCH_SIZE,
-    DEFAULT_SCHEMA,
     ExpiresIndexWalk,
     KeysetWalk,
     Progress,
@@ -50,30 +56,24 @@ from parel_monitoring.heal.tables import (
     has_leading_index,
     run_walk,
 )
-from parel_monitoring.settings import ConfigurationError, env_choice, env_int, env_str
+from parel_monitoring.settings import ConfigurationError, env_int, env_str
 
-# SESSION_SCHEMA -> (sessions table, verification token table)
-PRESETS = {"prisma": ("Session", "VerificationToken"), "pg-adapter": ("sessions", "verification_token")}
 # --------------------------------------------------------------------------- healStaleSessions
 
 
 @dataclass(frozen=True)
 class SessionSettings:
-    table: Relation
-    expires_column: str
-    verification_table: Relation
-    batch_size: int
+    tables: AuthTablesSettings
+    expires_column: str = "expires"
+    verification_expires_column: str = "expires"
+    batch_size: int = DEFAULT_BATCH_SIZE
 
     @classmethod
     def from_env(cls) -> SessionSettings:
-        sessions, verification = PRESETS[env_choice("SESSION_SCHEMA", "prisma", tuple(PRESETS))]
-        table = Relation.parse(env_str("SESSION_TABLE", sessions))
-        if table is None:
-            raise ConfigurationError("SESSION_TABLE", "must be a table name or schema.name")
         return cls(
-            table=table,
+            tables=AuthTablesSettings.from_env(),
             expires_column=env_str("SESSION_EXPIRES_COLUMN", "expires"),
-            verification_table=Relation(DEFAULT_SCHEMA, verification),
+            verification_expires_column=env_str("VERIFICATION_TOKEN_EXPIRES_COLUMN", "expires"),
             batch_size=env_int("SESSION_BATCH_SIZE", DEFAULT_BATCH_SIZE, minimum=1, maximum=100_000),
         )
 
@@ -86,38 +86,56 @@ class _Unusable(Exception):
         self.variable = variable
 
 
-def _expiry_walk(conn: psycopg.Connection, relation: Relation, expires: str, cutoff: datetime, batch_size: int) -> Walk:
-    table = find_table(conn, relation)
+@dataclass(frozen=True)
+class _Target:
+    relation: Relation
+    table_variable: str
+    expires_column: str
+    expires_variable: str
+
+
+def _expiry_walk(conn: psycopg.Connection, target: _Target, cutoff: datetime, batch_size: int) -> Walk:
+    table = find_table(conn, target.relation)
     if table is None:
-        raise _Unusable("SESSION_TABLE", "names no table in the database")
-    expires_type = table.columns.get(expires)
+        raise _Unusable(target.table_variable, "names no table in the database")
+    expires, expires_type = target.expires_column, table.columns.get(target.expires_column)
     if expires_type not in CUTOFFS:
-        raise _Unusable("SESSION_EXPIRES_COLUMN", "must name a timestamp or timestamptz column of the table")
+        raise _Unusable(target.expires_variable, "must name a timestamp or timestamptz column of the table")
     if has_leading_index(conn, table, expires):
-        return ExpiresIndexWalk(relation, expires, expires_type, cutoff, batch_size)
+        return ExpiresIndexWalk(table.relation, expires, expires_type, cutoff, batch_size)
     if not table.key:
-        raise _Unusable("SESSION_TABLE", "has neither an index on its expires column nor a primary key")
-    return KeysetWalk(relation, table.key, expired(expires, expires_type, cutoff), batch_size)
+        raise _Unusable(target.table_variable, "has neither an index on its expires column nor a NOT NULL unique key")
+    return KeysetWalk(table.relation, table.key, expired(expires, expires_type, cutoff), batch_size, table.key_kind)
 
 
 @dataclass(frozen=True)
 class _Plan:
     cutoff: datetime
+    layout: str | None
     sessions: Walk
-    tokens: Walk | None
+    tokens: Walk | str  # or why the verification tokens are skipped
 
 
 def _plan(conn: psycopg.Connection, settings: SessionSettings) -> _Plan:
     cutoff = conn.execute("SELECT now()").fetchone()[0].astimezone(UTC)
+    tables = settings.tables
+    layout = detect_layout(conn, tables)
+    session_table = tables.session_table or tables.named(layout.session)
+    sessions = _Target(session_table, "SESSION_TABLE", settings.expires_column, "SESSION_EXPIRES_COLUMN")
     try:
-        sessions = _expiry_walk(conn, settings.table, settings.expires_column, cutoff, settings.batch_size)
+        session_walk = _expiry_walk(conn, sessions, cutoff, settings.batch_size)
     except _Unusable as exc:
         raise ConfigurationError(exc.variable, str(exc)) from None
+    token_table = tables.verification_table or (tables.named(layout.verification_token) if layout else None)
+    if token_table is None:
+        return _Plan(cutoff, None, session_walk, "no Auth.js layout detected: set VERIFICATION_TOKEN_TABLE")
+    token_expires = settings.verification_expires_column
+    tokens = _Target(token_table, "VERIFICATION_TOKEN_TABLE", token_expires, "VERIFICATION_TOKEN_EXPIRES_COLUMN")
     try:
-        tokens = _expiry_walk(conn, settings.verification_table, "expires", cutoff, settings.batch_size)
-    except _Unusable:
-        tokens = None  # a schema without verification tokens (or not NextAuth's): nothing to clean there
-    return _Plan(cutoff, sessions, tokens)
+        token_walk: Walk | str = _expiry_walk(conn, tokens, cutoff, settings.batch_size)
+    except _Unusable as exc:
+        token_walk = f"verification token table {token_table}: {exc} (see {exc.variable})"
+    return _Plan(cutoff, layout.name if layout else None, session_walk, token_walk)
 
 
 def heal_stale_sessions(
@@ -134,16 +152,22 @@ def heal_stale_sessions(
     plan = db.run(functools.partial(_plan, settings=settings))
     sessions = run_walk(db, plan.sessions, budget, dry_run, on_batch)
     tokens = Progress()
-    if plan.tokens is not None and not sessions.partial:
+    if not isinstance(plan.tokens, str) and not sessions.partial:
         tokens = run_walk(db, plan.tokens, budget, dry_run, on_batch)
+    token_walk = None if isinstance(plan.tokens, str) else plan.tokens
     return {
         "count": sessions.count,
         "verificationTokens": tokens.count,
         "partial": sessions.partial or tokens.partial,
         "batches": sessions.batches + tokens.batches,
+        "layout": plan.layout,
+        "table": str(plan.sessions.table),
         "strategy": plan.sessions.strategy,
-        "table": str(settings.table),
-        "verificationTable": str(settings.verification_table) if plan.tokens is not None else None,
+        "key": list(plan.sessions.key),
+        "verificationTable": str(token_walk.table) if token_walk else None,
+        "verificationStrategy": token_walk.strategy if token_walk else None,
+        "verificationKey": list(token_walk.key) if token_walk else None,
+        "skipped": [plan.tokens] if isinstance(plan.tokens, str) else [],
         "cutoff": plan.cutoff.isoformat().replace("+00:00", "Z"),
     }
 

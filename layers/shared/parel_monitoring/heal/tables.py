@@ -19,9 +19,9 @@ from psycopg import sql
 from parel_monitoring.db import Database
 from parel_monitoring.heal.budget import Budget
 
-DEFAULT_SCHEMA = "public"
 DEFAULT_BATCH_SIZE = 5000
-EXPIRES_INDEX, PRIMARY_KEY = "expires-index", "primary-key"
+# Walk strategies: an index leading with the expires column, the primary key, or a NOT NULL unique key.
+EXPIRES_INDEX, PRIMARY_KEY, UNIQUE_KEY = "expires-index", "primary-key", "unique-key"
 # The expires column's type -> the cutoff expression it is compared with (given the cutoff, a timestamptz).
 CUTOFFS = {
     "timestamp without time zone": sql.SQL("(CAST({} AS timestamptz) AT TIME ZONE 'UTC')"),
@@ -35,44 +35,57 @@ CASTS = {"timestamp without time zone": sql.SQL("timestamp"), "timestamp with ti
 
 @dataclass(frozen=True)
 class Relation:
-    """A table name, ``schema.name`` or ``name`` (in ``public``); always used quoted."""
+    """A table name: ``schema.name``, or ``name`` alone (``schema`` None), found the way PostgreSQL resolves an
+    unqualified name: in the first schema of the connection's search path (``current_schemas(false)``) that
+    has it. Always used quoted."""
 
-    schema: str
+    schema: str | None
     name: str
 
     @classmethod
-    def parse(cls, text: str) -> Relation | None:
+    def parse(cls, text: str, default_schema: str | None = None) -> Relation | None:
+        """``name`` or ``schema.name`` (``name`` alone: in ``default_schema``, else on the search path)."""
         parts = text.split(".")
         if len(parts) == 1:
-            parts.insert(0, DEFAULT_SCHEMA)
-        return cls(*parts) if len(parts) == 2 and all(parts) else None
+            parts.insert(0, default_schema)
+        if len(parts) != 2 or not parts[1] or parts[0] == "":
+            return None
+        return cls(*parts)
 
     @property
     def identifier(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name)
+        return sql.Identifier(self.name) if self.schema is None else sql.Identifier(self.schema, self.name)
 
     def __str__(self) -> str:
-        return f"{self.schema}.{self.name}"
+        return self.name if self.schema is None else f"{self.schema}.{self.name}"
 
 
 @dataclass(frozen=True)
 class Table:
-    relation: Relation
+    relation: Relation  # schema-qualified
     oid: int
     columns: Mapping[str, str]  # name -> type (regtype text, without modifiers)
     key: tuple[str, ...]  # the primary key, else the narrowest NOT NULL unique key; () without one
+    key_kind: str | None  # PRIMARY_KEY or UNIQUE_KEY (None without a key)
 
 
-_TABLE_OID = """
-SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %s AND c.relname = %s AND c.relkind = ANY(%s)
+# The first schema (in search-path order, or the one given) with a relation of that name and kind.
+_TABLE = """
+SELECT c.oid, n.nspname::text
+FROM unnest(CASE WHEN %(schema)s::text IS NULL THEN current_schemas(false) ELSE ARRAY[%(schema)s::name] END)
+     WITH ORDINALITY AS s(name, position)
+JOIN pg_catalog.pg_namespace n ON n.nspname = s.name
+JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid
+WHERE c.relname = %(name)s AND c.relkind = ANY(%(kinds)s)
+ORDER BY s.position
+LIMIT 1
 """
 _COLUMNS = """
 SELECT attname, atttypid::regtype::text FROM pg_catalog.pg_attribute
 WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped
 """
 _ROW_KEY = """
-SELECT array_agg(a.attname::text ORDER BY k.position)
+SELECT array_agg(a.attname::text ORDER BY k.position), i.indisprimary
 FROM pg_catalog.pg_index i
 CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, position)
 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
@@ -95,14 +108,20 @@ SELECT EXISTS (
 
 
 def find_table(conn: psycopg.Connection, relation: Relation, kinds: str = "r") -> Table | None:
-    """The table ``relation`` names (relkinds ``kinds``: ``r`` ordinary, ``p`` partitioned), or None."""
-    row = conn.execute(_TABLE_OID, (relation.schema, relation.name, list(kinds))).fetchone()
+    """The table ``relation`` names (relkinds ``kinds``: ``r`` ordinary, ``p`` partitioned), or None.
+
+    Its row key is the primary key, else the narrowest unique index whose columns are all NOT NULL (e.g.
+    the Prisma adapter's ``"Session"``, which has no primary key, only a unique ``"sessionToken"``).
+    """
+    row = conn.execute(_TABLE, {"schema": relation.schema, "name": relation.name, "kinds": list(kinds)}).fetchone()
     if row is None:
         return None
-    (oid,) = row
+    oid, schema = row
     columns = dict(conn.execute(_COLUMNS, (oid,)).fetchall())
     key = conn.execute(_ROW_KEY, (oid,)).fetchone()
-    return Table(relation, oid, columns, tuple(key[0]) if key else ())
+    if key is None:
+        return Table(Relation(schema, relation.name), oid, columns, (), None)
+    return Table(Relation(schema, relation.name), oid, columns, tuple(key[0]), PRIMARY_KEY if key[1] else UNIQUE_KEY)
 
 
 def has_leading_index(conn: psycopg.Connection, table: Table, column: str) -> bool:
@@ -147,7 +166,9 @@ class Step:
 
 
 class Walk(Protocol):
+    table: Relation
     strategy: str
+    key: tuple[str, ...]  # the columns the walk moves along
 
     def step(self, conn: psycopg.Connection, position: Any, dry_run: bool) -> Step: ...
 
@@ -193,7 +214,7 @@ class KeysetWalk(_RangeWalk):
     key: tuple[str, ...]
     doomed: Predicate
     batch_size: int
-    strategy: ClassVar[str] = PRIMARY_KEY
+    strategy: str = PRIMARY_KEY  # or UNIQUE_KEY: which kind of key ``key`` is
 
     def _key(self, row: sql.Identifier) -> sql.Composed:
         return sql.SQL(", ").join(sql.SQL("{}.{}").format(row, sql.Identifier(column)) for column in self.key)
@@ -239,6 +260,10 @@ class ExpiresIndexWalk(_RangeWalk):
     cutoff: datetime
     batch_size: int
     strategy: ClassVar[str] = EXPIRES_INDEX
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return (self.expires,)
 
     def doomed(self, row: sql.Identifier) -> sql.Composable:
         return expired(self.expires, self.expires_type, self.cutoff)(row)
