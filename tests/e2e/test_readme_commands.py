@@ -15,7 +15,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from nextauth_schema import create_prisma_schema
 
@@ -86,7 +85,6 @@ def local_env(fresh_clone, database_url, prefix):
     test's own BullMQ prefix; everything else as env.json ships it."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         create_prisma_schema(conn)
-        conn.execute(sql.SQL('INSERT INTO "User" (id) VALUES (%s)'), ("user-1",))
     env = json.loads((fresh_clone / "env.json").read_text())
     env["Parameters"].update({"DATABASE_URL": database_url, "BULLMQ_PREFIX": prefix})
     path = fresh_clone / "env.local.json"
@@ -120,7 +118,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_make_api_answers_and_make_smoke_passes_against_it(fresh_clone, local_env):
+def test_make_api_answers_and_make_smoke_passes_against_it(fresh_clone, local_env, webhooks):
+    """`make api`, then the README's `make smoke` against it: health, auth, a test alert that reaches both
+    webhook stand-ins (HTTP servers on 127.0.0.1), and a heal dry run."""
+    env = json.loads(local_env.read_text())
+    slack, discord = webhooks
+    env["Parameters"]["SLACK_WEBHOOK_URL"] = slack.url_for("/services/T0/B0/readme-slack")
+    env["Parameters"]["DISCORD_WEBHOOK_URL"] = discord.url_for("/api/webhooks/0/readme-discord")
+    local_env.write_text(json.dumps(env))
+    for server in webhooks:
+        server.expect_request("", method="POST").respond_with_data("ok")
     port = _free_port()
     server = subprocess.Popen(
         ["make", "--no-print-directory", "-s", "api", f"PORT={port}"],
@@ -143,6 +150,7 @@ def test_make_api_answers_and_make_smoke_passes_against_it(fresh_clone, local_en
         token = json.loads((fresh_clone / "env.json").read_text())["Parameters"]["ADMIN_API_TOKEN"]
         smoke = make(fresh_clone, "smoke", f"URL={base}", f"TOKEN={token}")
         assert "FAIL" not in smoke.stdout, smoke.stdout
+        assert len(slack.log) == 1 and len(discord.log) == 1, "the smoke test alert did not reach both channels"
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -88,3 +88,15 @@ def test_readme_documents_every_setting():
     read = set().union(*(variables_read(handler_file(function)) for function in FUNCTIONS))
     undocumented = sorted(name for name in read if not RUNTIME_PROVIDED.fullmatch(name) and f"`{name}`" not in readme)
     assert not undocumented, f"README's Settings table lacks {undocumented}"
+
+
+def test_readme_maps_every_setting_parameter_to_its_variables():
+    readme = (ROOT / "README.md").read_text()
+    uses: dict[str, set[str]] = {}
+    for function in FUNCTIONS:
+        for name, value in declared(function).items():
+            if isinstance(value, dict) and value.get("Ref") in PARAMETERS:
+                uses.setdefault(value["Ref"], set()).add(name)
+    for parameter, variables in uses.items():
+        row = f"| `{parameter}` | {' / '.join(f'`{name}`' for name in sorted(variables))} |"
+        assert row in readme, f"README's parameter table lacks or misstates {row}"
