@@ -1,11 +1,12 @@
 """HealFunction through the Lambda emulator: the admin route and the schedule, one code path."""
 
 import json
+import time
 
 import psycopg
 import pytest
 
-from bullmq_scenario import REDIS_URL, cleanup, unique_prefix
+from bullmq_scenario import REDIS_URL, node_counts, run_scenario
 from events_loader import load_event
 from nextauth_schema import create_prisma_schema
 from parel_monitoring.heal.run import LOCK_KEY
@@ -27,9 +28,8 @@ def rotten_database(database_url):
 
 
 @pytest.fixture
-def heal_function(start_function, rotten_database):
-    prefix = unique_prefix("heal-e2e")
-    emulator = start_function(
+def heal_function(start_function, rotten_database, prefix):
+    return start_function(
         "HealFunction",
         DATABASE_URL=rotten_database,
         REDIS_URL=REDIS_URL,
@@ -38,8 +38,38 @@ def heal_function(start_function, rotten_database):
         BULLMQ_PREFIX=prefix,
         ALERT_TOPIC_ARN="",
     )
-    yield emulator
-    cleanup(prefix)
+
+
+@pytest.fixture
+def jobs_heal_function(start_function, database_url, prefix):
+    """HealFunction for the stuck-job routine: any active job whose lock expired counts as stuck."""
+    return start_function(
+        "HealFunction",
+        DATABASE_URL=database_url,
+        REDIS_URL=REDIS_URL,
+        QUEUE_NAMES=QUEUE,
+        HIGH_PRIORITY_QUEUE=QUEUE,
+        BULLMQ_PREFIX=prefix,
+        STUCK_JOB_THRESHOLD_MS="0",
+        ALERT_TOPIC_ARN="",
+    )
+
+
+def heal_jobs_event():
+    return load_event("heal-api", queryStringParameters={"routines": "jobs"}, rawQueryString="routines=jobs")
+
+
+def crash_worker(redis_client, prefix, count):
+    """Job ids a SIGKILLed worker (of the test's bullmq major) left active, once their locks have expired."""
+    crashed = run_scenario(
+        "crash-active", prefix, QUEUE, count=count, lock_duration=500, kill="SIGKILL", allowed_returncodes=(-9,)
+    )["ids"]
+    lock_keys = [f"{prefix}:{QUEUE}:{job_id}:lock" for job_id in crashed]
+    deadline = time.monotonic() + 10
+    while redis_client.exists(*lock_keys) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(crashed) == count and redis_client.exists(*lock_keys) == 0
+    return crashed
 
 
 def body(result):
@@ -93,3 +123,53 @@ def test_dry_run_through_the_api(heal_function, rotten_database):
     assert summary["dryRun"] is True and summary["staleSessions"] == 1
     with psycopg.connect(rotten_database) as conn:
         assert conn.execute('SELECT count(*) FROM "Session"').fetchone() == (3,)
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["running", "paused"])
+def test_crashed_workers_jobs_are_requeued_by_the_admin_route_and_completed_once(
+    jobs_heal_function, redis_client, prefix, bullmq_major, paused
+):
+    crashed = crash_worker(redis_client, prefix, count=3)
+    if paused:
+        run_scenario("pause", prefix, QUEUE)
+
+    result = jobs_heal_function.invoke(heal_jobs_event())
+
+    assert result.payload["statusCode"] == 200
+    summary = body(result)
+    assert (summary["status"], summary["stuckJobs"]) == ("ok", 3)
+    jobs = summary["routines"]["jobs"]
+    assert jobs["queues"][QUEUE] == {
+        "requeued": 3, "longRunning": 0, "failedNext": 0, "skipped": None, "bullmqLayout": bullmq_major
+    }  # fmt: skip
+    assert sorted(jobs["requeuedJobs"]) == sorted(f"{QUEUE}:{job_id}" for job_id in crashed) and jobs["skipped"] == []
+    ready = "paused" if paused and bullmq_major == 5 else "waiting"  # bullmq 6 keeps them in `wait`, paused or not
+    assert node_counts(prefix, QUEUE) == {**dict.fromkeys(node_counts(prefix, "none"), 0), ready: 3}
+    if paused:
+        assert run_scenario("work", prefix, QUEUE, seconds=0.5)["completed"] == []  # nothing runs while paused
+        run_scenario("resume", prefix, QUEUE)
+    worked = run_scenario("work", prefix, QUEUE, seconds=1)
+    assert sorted(worked["completed"], key=int) == sorted(crashed, key=int)  # each exactly once
+    assert worked["failed"] == [] and worked["stalled"] == []
+    assert node_counts(prefix, QUEUE)["completed"] == 3
+
+    again = body(jobs_heal_function.invoke(heal_jobs_event()))
+    assert (again["status"], again["stuckJobs"]) == ("ok", 0)
+
+
+def test_a_queue_of_an_unknown_major_is_left_alone_and_the_run_is_incomplete(
+    jobs_heal_function, redis_client, prefix, bullmq_major
+):
+    crashed = crash_worker(redis_client, prefix, count=1)
+    redis_client.hset(f"{prefix}:{QUEUE}:meta", "version", "bullmq:7.0.0")
+
+    result = jobs_heal_function.invoke(heal_jobs_event())
+
+    assert result.payload["statusCode"] == 200  # nothing failed; the body says what was left alone
+    summary = body(result)
+    assert (summary["status"], summary["stuckJobs"]) == ("incomplete", 0)
+    jobs = summary["routines"]["jobs"]
+    reason = "version bullmq:7.0.0 is neither BullMQ 5 nor 6"
+    assert jobs["status"] == "incomplete" and jobs["skipped"] == [f"{QUEUE}: {reason}"]
+    assert jobs["queues"][QUEUE]["skipped"] == reason
+    assert redis_client.lrange(f"{prefix}:{QUEUE}:active", 0, -1) == [crashed[0].encode()]

@@ -1,4 +1,4 @@
-"""GET /api/health/queue through the Lambda Runtime Interface Emulator, on real BullMQ queues."""
+"""GET /api/health/queue through the Lambda Runtime Interface Emulator, on real BullMQ 5 and 6 queues."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_counts_with_every_seed_field(start_function, prefix):
+def test_counts_with_every_seed_field(start_function, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, completed=25, failed=1, waiting=3, delayed=2, prioritized=2)
     run_scenario("populate", prefix, "default", completed=4, waiting=1)
     queue_fn = start_function(
@@ -40,8 +40,9 @@ def test_counts_with_every_seed_field(start_function, prefix):
     assert health["status"] == "healthy"
     assert [queue["name"] for queue in health["queues"]] == [HP, "default"]
     for queue in health["queues"]:
-        assert set(COUNT_TYPES) | {"name", "isPaused", "exists"} <= set(queue)
+        assert set(COUNT_TYPES) | {"name", "isPaused", "exists", "bullmqLayout"} <= set(queue)
         assert {key: queue[key] for key in COUNT_TYPES} == node_counts(prefix, queue["name"])
+        assert queue["bullmqLayout"] == bullmq_major
     high = health["queues"][0]
     assert (high["waiting"], high["active"], high["completed"], high["failed"]) == (3, 0, 25, 1)
     # 1 failed of 30 finished = 3.33 %; 25+1+3+2+2 + 4+1 jobs
@@ -50,7 +51,7 @@ def test_counts_with_every_seed_field(start_function, prefix):
     assert health["thresholds"]["failureRate"] == {"warning": 5, "critical": 10, "current": 3.33}
 
 
-def test_warm_invocations_read_fresh_counts(start_function, prefix):
+def test_warm_invocations_read_fresh_counts(start_function, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, waiting=2)
     queue_fn = start_function("HealthQueueFunction", REDIS_URL=REDIS_URL, QUEUE_NAMES=HP, BULLMQ_PREFIX=prefix)
     first = queue_fn.invoke(load_event("health-queue"))

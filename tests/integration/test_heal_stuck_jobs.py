@@ -1,10 +1,11 @@
-"""heal_stuck_jobs() against real bullmq 5 workers (Node) that died mid-job.
+"""heal_stuck_jobs() against real bullmq 5 and 6 workers (Node) that died mid-job.
 
 Each state is made by the real bullmq (tests/bullmq/scenario.mjs, or a few lines of inline
 Node for what it cannot make) on the shared Redis under a prefix of its own, deleted
-afterwards. A killed worker leaves its jobs in ``active``; the heal must put them back so a
-fresh Node worker completes (or, over maxStalledCount, fails) each exactly once, and Node's
-own getJobCounts() agrees with what we read.
+afterwards, once per major (the ``bullmq_major`` fixture). A killed worker leaves its jobs in
+``active``; the heal must put them back so a fresh Node worker of the same major completes
+(or, over maxStalledCount, fails) each exactly once, and Node's own getJobCounts() agrees
+with what we read.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 
-from bullmq_scenario import SCENARIO, node_state, prefix_keys, run_scenario
+from bullmq_scenario import SCENARIO, all_counts, node_state, prefix_keys, run_scenario
 from parel_monitoring.bullmq import COUNT_TYPES, job_counts
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.jobs import STALLED_REASON, StuckJobSettings, heal_stuck_jobs
@@ -35,7 +36,7 @@ PRIORITY_SCORE_UNIT = 0x100000000  # getPriorityScore: priority * 2^32 + counter
 # Adds one prioritized job, lets a Worker take it (its processor never settles), then dies.
 PRIORITIZED_CRASH_MJS = """
 import fs from 'node:fs';
-import { Queue, Worker } from 'bullmq';
+const { Queue, Worker } = await import(process.env.BULLMQ_MAJOR === '6' ? 'bullmq6' : 'bullmq5');
 const { HEAL_PREFIX: prefix, HEAL_QUEUE: name, HEAL_PRIORITY: priority, HEAL_LOCK_MS: lockDuration } = process.env;
 const connection = { host: '127.0.0.1', port: 6379, maxRetriesPerRequest: null };
 const job = await new Queue(name, { connection, prefix }).add('prioritized-crash', {}, { priority: Number(priority) });
@@ -102,7 +103,7 @@ def crash_prioritized(prefix: str, queue: str, priority: int) -> str:
     }
     result = subprocess.run(
         ["node", "--input-type=module", "-e", PRIORITIZED_CRASH_MJS],
-        cwd=SCENARIO.parent,  # so that `bullmq` resolves from tests/bullmq/node_modules
+        cwd=SCENARIO.parent,  # so that bullmq5/bullmq6 resolve from tests/bullmq/node_modules
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -144,11 +145,11 @@ def job_field(client: redis.Redis, prefix: str, queue: str, job_id: str, field: 
 
 
 def assert_counts(client: redis.Redis, prefix: str, queue: str, expected: dict[str, int]) -> dict[str, Any]:
-    """Our job_counts() == bullmq's getJobCounts() == ``expected`` (other types 0); Node's state returned."""
+    """Our job_counts() == bullmq's getJobCounts() (8 types) == ``expected`` (other types 0); Node's state returned."""
     node = node_state(prefix, queue)
     ours = job_counts(client, prefix, [queue])[queue]
-    assert {key: ours[key] for key in COUNT_TYPES} == node["jobCounts"]
-    assert node["jobCounts"] == {**dict.fromkeys(COUNT_TYPES, 0), **expected}
+    assert {key: ours[key] for key in COUNT_TYPES} == all_counts(node)
+    assert all_counts(node) == {**dict.fromkeys(COUNT_TYPES, 0), **expected}
     return node
 
 
@@ -158,17 +159,27 @@ def events_of(client: redis.Redis, prefix: str, queue: str, job_id: str) -> list
     return [entry for entry in decoded if entry.get("jobId") == job_id]
 
 
-def no_change_report(queues: list[str], skipped: dict[str, str | None] | None = None) -> dict[str, Any]:
-    reports = {name: {"requeued": 0, "longRunning": 0, "failedNext": 0, "skipped": None} for name in queues}
+def no_change_report(
+    queues: list[str], skipped: dict[str, str | None] | None = None, layout: int | None = None
+) -> dict[str, Any]:
+    reports = {
+        name: {"requeued": 0, "longRunning": 0, "failedNext": 0, "skipped": None, "bullmqLayout": layout}
+        for name in queues
+    }
     for name, reason in (skipped or {}).items():
         reports[name]["skipped"] = reason
     return reports
 
 
+def report(requeued: int, layout: int, **other: int) -> dict[str, Any]:
+    """One queue's report after a heal that got to it."""
+    return {"requeued": requeued, "longRunning": 0, "failedNext": 0, "skipped": None, "bullmqLayout": layout, **other}
+
+
 # --------------------------------------------------------------------------- requeue
 
 
-def test_jobs_of_a_killed_worker_are_requeued_and_completed_once(client, prefix, configure):
+def test_jobs_of_a_killed_worker_are_requeued_and_completed_once(client, prefix, configure, bullmq_major):
     run_scenario("populate", prefix, "crashy", completed=2)
     crashed = crash(prefix, "crashy", count=6)
     wait_locks_expired(client, prefix, "crashy", crashed)
@@ -178,7 +189,7 @@ def test_jobs_of_a_killed_worker_are_requeued_and_completed_once(client, prefix,
 
     assert result["count"] == 6 and result["partial"] is False
     assert result["longRunning"] == 0 and result["failedNext"] == 0
-    assert result["queues"] == {"crashy": {"requeued": 6, "longRunning": 0, "failedNext": 0, "skipped": None}}
+    assert result["queues"] == {"crashy": report(6, bullmq_major)} and result["skipped"] == []
     assert sorted(result["requeuedJobs"]) == sorted(f"crashy:{job_id}" for job_id in crashed)
     assert_counts(client, prefix, "crashy", {"waiting": 6, "completed": 2})
     assert client.zscore(f"{prefix}:crashy:marker", "0") == 0  # blocked workers are woken
@@ -202,14 +213,14 @@ def test_jobs_of_a_killed_worker_are_requeued_and_completed_once(client, prefix,
     assert_counts(client, prefix, "crashy", {"completed": 8})
 
 
-def test_live_lock_is_long_running_and_only_force_requeues_it(client, prefix, configure):
+def test_live_lock_is_long_running_and_only_force_requeues_it(client, prefix, configure, bullmq_major):
     live = crash(prefix, "busy", count=1, lock_ms=30_000)  # the lock outlives the test's first heal
     settings = configure(prefix, ["busy"])
     before = dump(client, prefix)
 
     result = heal_stuck_jobs(client, settings, Budget())
     assert (result["count"], result["longRunning"], result["partial"]) == (0, 1, False)
-    assert result["queues"]["busy"] == {"requeued": 0, "longRunning": 1, "failedNext": 0, "skipped": None}
+    assert result["queues"]["busy"] == report(0, bullmq_major, longRunning=1)
     assert dump(client, prefix) == before
 
     forced = heal_stuck_jobs(client, settings, Budget(), force=True)
@@ -219,7 +230,7 @@ def test_live_lock_is_long_running_and_only_force_requeues_it(client, prefix, co
     assert work(prefix, "busy")["completed"] == live
 
 
-def test_job_younger_than_the_threshold_is_left_alone(client, prefix, configure):
+def test_job_younger_than_the_threshold_is_left_alone(client, prefix, configure, bullmq_major):
     crashed = crash(prefix, "recent", count=2)
     wait_locks_expired(client, prefix, "recent", crashed)
     settings = configure(prefix, ["recent"], STUCK_JOB_THRESHOLD_MS=None)  # default 300000
@@ -228,27 +239,33 @@ def test_job_younger_than_the_threshold_is_left_alone(client, prefix, configure)
 
     result = heal_stuck_jobs(client, settings, Budget())
 
-    assert (result["count"], result["longRunning"], result["queues"]) == (0, 0, no_change_report(["recent"]))
+    assert (result["count"], result["longRunning"]) == (0, 0)
+    assert result["queues"] == no_change_report(["recent"], layout=bullmq_major)
     assert dump(client, prefix) == before
     assert_counts(client, prefix, "recent", {"active": 2})
 
 
-def test_paused_queue_gets_the_job_in_paused_without_a_marker(client, prefix, configure):
+def test_paused_queue_gets_the_job_where_its_major_keeps_them_without_a_marker(client, prefix, configure, bullmq_major):
     crashed = crash(prefix, "held", count=2)
     run_scenario("pause", prefix, "held")
     wait_locks_expired(client, prefix, "held", crashed)
 
     result = heal_stuck_jobs(client, configure(prefix, ["held"]), Budget())
 
-    assert result["count"] == 2
-    node = assert_counts(client, prefix, "held", {"paused": 2})
+    assert result["count"] == 2 and result["queues"]["held"] == report(2, bullmq_major)
+    # bullmq 5 keeps a paused queue's jobs in `paused`; bullmq 6 in `wait`, even while paused.
+    node = assert_counts(client, prefix, "held", {"paused" if bullmq_major == 5 else "waiting": 2})
     assert node["isPaused"] is True and node["waitingCount"] == 2
     assert client.exists(f"{prefix}:held:marker") == 0  # paused: no worker is woken
+    assert work(prefix, "held", seconds=0.5)["completed"] == []  # still paused
     run_scenario("resume", prefix, "held")
-    assert sorted(work(prefix, "held")["completed"]) == sorted(crashed)
+    worked = work(prefix, "held")
+    assert sorted(worked["completed"]) == sorted(crashed) and len(set(worked["completed"])) == 2
+    assert worked["failed"] == [] and worked["stalled"] == []
+    assert_counts(client, prefix, "held", {"completed": 2})
 
 
-def test_prioritized_job_goes_back_to_prioritized_with_bullmqs_score(client, prefix, configure):
+def test_prioritized_job_goes_back_to_prioritized_with_bullmqs_score(client, prefix, configure, bullmq_major):
     job_id = crash_prioritized(prefix, "ranked", priority=7)
     wait_locks_expired(client, prefix, "ranked", [job_id])
     assert_counts(client, prefix, "ranked", {"active": 1})
@@ -265,7 +282,9 @@ def test_prioritized_job_goes_back_to_prioritized_with_bullmqs_score(client, pre
     assert_counts(client, prefix, "ranked", {"completed": 1})
 
 
-def test_job_over_max_stalled_count_is_failed_by_the_next_worker_with_bullmqs_reason(client, prefix, configure):
+def test_job_over_max_stalled_count_is_failed_by_the_next_worker_with_bullmqs_reason(
+    client, prefix, configure, bullmq_major
+):
     crashed = crash(prefix, "fragile", count=1)
     wait_locks_expired(client, prefix, "fragile", crashed)
     settings = configure(prefix, ["fragile"], BULLMQ_MAX_STALLED_COUNT=0)
@@ -273,7 +292,7 @@ def test_job_over_max_stalled_count_is_failed_by_the_next_worker_with_bullmqs_re
     result = heal_stuck_jobs(client, settings, Budget())
 
     assert result["count"] == 1 and result["failedNext"] == 1
-    assert result["queues"]["fragile"] == {"requeued": 1, "longRunning": 0, "failedNext": 1, "skipped": None}
+    assert result["queues"]["fragile"] == report(1, bullmq_major, failedNext=1)
     assert job_field(client, prefix, "fragile", crashed[0], "defa") == STALLED_REASON
     worked = work(prefix, "fragile")
     assert worked["completed"] == [] and worked["failed"] == crashed
@@ -287,7 +306,7 @@ def test_job_over_max_stalled_count_is_failed_by_the_next_worker_with_bullmqs_re
 # --------------------------------------------------------------------------- no change
 
 
-def test_dry_run_counts_and_changes_nothing(client, prefix, configure):
+def test_dry_run_counts_and_changes_nothing(client, prefix, configure, bullmq_major):
     crashed, live = in_parallel(
         lambda: crash(prefix, "stuck", count=3), lambda: crash(prefix, "alive", count=1, lock_ms=30_000)
     )
@@ -310,32 +329,80 @@ def test_dry_run_counts_and_changes_nothing(client, prefix, configure):
     assert live and job_field(client, prefix, "alive", live[0], "stc") is None
 
 
-def test_unknown_version_or_layout_is_skipped_untouched_and_empty_queue_is_empty(client, prefix, configure):
+def test_unknown_version_or_layout_is_skipped_untouched_and_reported(client, prefix, configure, bullmq_major):
     crashed = crash(prefix, "current", count=2)
     wait_locks_expired(client, prefix, "current", crashed)
     originals = prefix_keys(prefix)
-    for copy in ("legacy", "odd"):  # the same stuck jobs under other queue names (test-side copies)
+    copies = ("legacy", "future", "versionless", "odd")
+    for copy in copies:  # the same stuck jobs under other queue names (test-side copies)
         for key in originals:
             client.copy(key, key.replace(":current:", f":{copy}:", 1))
     client.hset(f"{prefix}:legacy:meta", "version", "bullmq:4.17.0")
+    client.hset(f"{prefix}:future:meta", "version", "bullmq:7.0.0")
+    client.hdel(f"{prefix}:versionless:meta", "version")
     client.delete(f"{prefix}:odd:marker")
     client.set(f"{prefix}:odd:marker", "not a sorted set")
-    untouched = {queue: dump(client, prefix, queue) for queue in ("legacy", "odd")}
+    untouched = {queue: dump(client, prefix, queue) for queue in copies}
 
-    result = heal_stuck_jobs(client, configure(prefix, ["current", "legacy", "odd", "ghost"]), Budget())
+    result = heal_stuck_jobs(client, configure(prefix, ["current", *copies, "ghost"]), Budget())
 
+    reasons = {
+        "legacy": "version bullmq:4.17.0 is neither BullMQ 5 nor 6",
+        "future": "version bullmq:7.0.0 is neither BullMQ 5 nor 6",
+        "versionless": "meta has no version: cannot classify",
+        "odd": f"unknown layout: {prefix}:odd:marker is a string, not a zset",
+    }
     assert result["count"] == 2 and result["partial"] is False
-    assert result["queues"]["current"]["requeued"] == 2
-    assert (
-        result["queues"]["legacy"]
-        == no_change_report(["legacy"], {"legacy": "version bullmq:4.17.0 is not BullMQ 5"})["legacy"]
-    )
-    assert result["queues"]["odd"]["requeued"] == 0
-    assert result["queues"]["odd"]["skipped"] == f"unknown layout: {prefix}:odd:marker is a string, not a zset"
+    assert result["queues"]["current"] == report(2, bullmq_major)
+    for queue, reason in reasons.items():
+        assert result["queues"][queue] == no_change_report([queue], {queue: reason})[queue]
+    assert result["skipped"] == [f"{queue}: {reason}" for queue, reason in reasons.items()]
     assert result["queues"]["ghost"] == no_change_report(["ghost"])["ghost"]  # no keys at all: simply empty
     for queue, keys in untouched.items():
         assert dump(client, prefix, queue) == keys, queue
     assert not [key for key in prefix_keys(prefix) if key.startswith(f"{prefix}:ghost:")]
+
+
+# --------------------------------------------------------------------------- bullmq 5 and 6 on one queue
+
+
+def test_crashed_6_worker_on_a_queue_paused_under_5_goes_to_paused_and_6_completes_it(client, prefix, configure):
+    crashed = crash(prefix, "mixed", count=2, major=6)
+    waiting = run_scenario("populate", prefix, "mixed", waiting=1, major=5)["ids"]["waiting"]
+    run_scenario("pause", prefix, "mixed", major=5)  # bullmq 5 renames `wait` to `paused`
+    assert run_scenario("open", prefix, "mixed", major=6)["version"] == "bullmq:6.7.0"  # the version says 6
+    wait_locks_expired(client, prefix, "mixed", crashed)
+
+    result = heal_stuck_jobs(client, configure(prefix, ["mixed"]), Budget())
+
+    # The `paused` list makes it bullmq 5's layout: the jobs join it, where a resume by either major finds them.
+    assert result["queues"]["mixed"] == report(2, 5)
+    assert sorted(client.lrange(f"{prefix}:mixed:paused", 0, -1)[-2:]) == sorted(job_id.encode() for job_id in crashed)
+    assert client.llen(f"{prefix}:mixed:wait") == 0
+    run_scenario("resume", prefix, "mixed", major=6)
+    worked = work(prefix, "mixed", major=6)
+    assert sorted(worked["completed"], key=int) == sorted([*crashed, *waiting], key=int)  # each exactly once
+    assert worked["failed"] == []
+    assert_counts(client, prefix, "mixed", {"completed": 3})
+
+
+def test_crashed_6_worker_on_a_paused_queue_opened_by_5_too_stays_in_wait(client, prefix, configure):
+    crashed = crash(prefix, "flip", count=2, major=6)
+    run_scenario("pause", prefix, "flip", major=6)
+    waiting = run_scenario("populate", prefix, "flip", waiting=1, major=6)["ids"]["waiting"]  # in `wait`, paused
+    assert run_scenario("open", prefix, "flip", major=5)["version"] == "bullmq:5.81.5"  # the version says 5
+    wait_locks_expired(client, prefix, "flip", crashed)
+
+    result = heal_stuck_jobs(client, configure(prefix, ["flip"]), Budget())
+
+    # Jobs in `wait` while paused and no `paused` list: bullmq 6's layout, whatever the version says.
+    assert result["queues"]["flip"] == report(2, 6)
+    assert client.llen(f"{prefix}:flip:wait") == 3 and not client.exists(f"{prefix}:flip:paused")
+    run_scenario("resume", prefix, "flip", major=6)
+    worked = work(prefix, "flip", major=6)
+    assert sorted(worked["completed"], key=int) == sorted([*crashed, *waiting], key=int)  # each exactly once
+    assert worked["failed"] == []
+    assert_counts(client, prefix, "flip", {"completed": 3})
 
 
 class CountdownBudget(Budget):
@@ -350,7 +417,7 @@ class CountdownBudget(Budget):
         return self.checks < 0
 
 
-def test_budget_runs_out_partial_and_a_later_run_finishes(client, prefix, configure):
+def test_budget_runs_out_partial_and_a_later_run_finishes(client, prefix, configure, bullmq_major):
     first, second = in_parallel(lambda: crash(prefix, "one", count=5), lambda: crash(prefix, "two", count=1))
     wait_locks_expired(client, prefix, "one", first)
     wait_locks_expired(client, prefix, "two", second)
@@ -360,6 +427,7 @@ def test_budget_runs_out_partial_and_a_later_run_finishes(client, prefix, config
     nothing = heal_stuck_jobs(client, settings, Budget(reserve_ms=10_000, total_ms=1_000))
     assert nothing["partial"] is True and nothing["count"] == 0
     assert nothing["queues"] == no_change_report(["one", "two"], {"one": "budget exhausted", "two": "budget exhausted"})
+    assert nothing["skipped"] == []  # out of time is partial, not incomplete
     assert dump(client, prefix) == before
 
     part = heal_stuck_jobs(client, settings, CountdownBudget(checks=2))  # queue "one": one slice of 2
@@ -375,7 +443,7 @@ def test_budget_runs_out_partial_and_a_later_run_finishes(client, prefix, config
 # --------------------------------------------------------------------------- next to live workers
 
 
-def test_safe_next_to_a_live_worker_and_its_stalled_checker(client, prefix, configure):
+def test_safe_next_to_a_live_worker_and_its_stalled_checker(client, prefix, configure, bullmq_major):
     # crash-active's stalled-check key lives for --stalled-interval: short, so Node's checker races us.
     crashed = crash(prefix, "shared", count=20, stalled_interval=100)
     wait_locks_expired(client, prefix, "shared", crashed)

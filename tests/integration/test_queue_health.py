@@ -1,6 +1,7 @@
-"""check_queue_health() on real BullMQ queue states (made by bullmq 5 through scenario.mjs).
+"""check_queue_health() on real BullMQ queue states (made by bullmq 5 and by bullmq 6 through scenario.mjs).
 
-Lag = the high-priority queue's waiting + prioritized jobs (warning 50, critical 100);
+Lag = the high-priority queue's waiting + paused + prioritized jobs (warning 50, critical 100;
+one rule for both majors: a paused queue's ready jobs are `paused` under 5, `waiting` under 6);
 failure rate = failed / (completed + failed) over every watched queue (warning 5 %,
 critical 10 %); a watched queue that does not exist makes a healthy result degraded.
 """
@@ -52,7 +53,7 @@ def check(settings: QueueHealthSettings) -> dict:
 # --------------------------------------------------------------------------- healthy, and the response
 
 
-def test_healthy_with_every_field(configure, prefix):
+def test_healthy_with_every_field(configure, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, completed=54, failed=1, waiting=10, delayed=3, prioritized=5)
     run_scenario("populate", prefix, "default", completed=500, waiting=200)  # lag counts only on high-priority
     result = check(configure(prefix, QUEUE_NAMES=f"{HP},default"))
@@ -61,7 +62,7 @@ def test_healthy_with_every_field(configure, prefix):
     assert [queue["name"] for queue in result["queues"]] == [HP, "default"]
     for queue in result["queues"]:
         assert {key: queue[key] for key in COUNT_TYPES} == node_counts(prefix, queue["name"])
-        assert queue["exists"] is True and queue["isPaused"] is False
+        assert queue["exists"] is True and queue["isPaused"] is False and queue["bullmqLayout"] == bullmq_major
     high = result["queues"][0]
     assert (high["waiting"], high["prioritized"], high["delayed"], high["completed"], high["failed"]) == (
         10,
@@ -79,7 +80,7 @@ def test_healthy_with_every_field(configure, prefix):
     assert "missingQueues" not in result and "reason" not in result
 
 
-def test_idle_queue_is_healthy_with_zero_rate(configure, prefix):
+def test_idle_queue_is_healthy_with_zero_rate(configure, prefix, bullmq_major):
     run_scenario("pause", prefix, HP)
     run_scenario("resume", prefix, HP)  # exists (meta hash) but has never had a job
     result = check(configure(prefix))
@@ -101,7 +102,7 @@ def test_idle_queue_is_healthy_with_zero_rate(configure, prefix):
         (0, 120, "unhealthy"),
     ],
 )
-def test_high_priority_lag(configure, prefix, waiting, prioritized, status):
+def test_high_priority_lag(configure, prefix, waiting, prioritized, status, bullmq_major):
     run_scenario("populate", prefix, HP, waiting=waiting, prioritized=prioritized)
     result = check(configure(prefix))
     assert result["status"] == status
@@ -109,7 +110,7 @@ def test_high_priority_lag(configure, prefix, waiting, prioritized, status):
     assert result["summary"]["failureRate"] == "0.00%"
 
 
-def test_delayed_and_paused_jobs_and_other_queues_are_not_lag(configure, prefix):
+def test_delayed_jobs_and_other_queues_are_not_lag(configure, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, delayed=150)
     run_scenario("populate", prefix, "default", waiting=150)
     run_scenario("populate", prefix, "bulk", waiting=120)
@@ -119,7 +120,11 @@ def test_delayed_and_paused_jobs_and_other_queues_are_not_lag(configure, prefix)
     assert result["thresholds"]["highPriorityLag"]["current"] == 0
     assert result["summary"]["totalJobs"] == 420
     bulk = result["queues"][2]
-    assert (bulk["name"], bulk["paused"], bulk["waiting"], bulk["isPaused"]) == ("bulk", 120, 0, True)
+    # Where a paused queue's jobs are counted is the major's: `paused` under 5, `waiting` under 6.
+    expected = (120, 0) if bullmq_major == 5 else (0, 120)
+    assert (bulk["name"], bulk["paused"], bulk["waiting"], bulk["isPaused"]) == ("bulk", *expected, True)
+    assert {key: bulk[key] for key in COUNT_TYPES} == node_counts(prefix, "bulk")
+    assert bulk["bullmqLayout"] == bullmq_major
 
 
 # --------------------------------------------------------------------------- failure rate
@@ -135,7 +140,7 @@ def test_delayed_and_paused_jobs_and_other_queues_are_not_lag(configure, prefix)
         ({HP: (40, 2), "default": (48, 10)}, "unhealthy", "12.00%"),
     ],
 )
-def test_failure_rate(configure, prefix, finished, status, rate):
+def test_failure_rate(configure, prefix, finished, status, rate, bullmq_major):
     for queue, (completed, failed) in finished.items():
         run_scenario("populate", prefix, queue, completed=completed, failed=failed)
     result = check(configure(prefix, QUEUE_NAMES=",".join(finished)))
@@ -146,7 +151,7 @@ def test_failure_rate(configure, prefix, finished, status, rate):
     assert result["summary"]["totalJobs"] == 100
 
 
-def test_failure_rate_rounds_to_two_decimals(configure, prefix):
+def test_failure_rate_rounds_to_two_decimals(configure, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, completed=599, failed=1)  # 1/600 = 0.1666... %
     result = check(configure(prefix))
     assert result["summary"]["failureRate"] == "0.17%"
@@ -157,7 +162,7 @@ def test_failure_rate_rounds_to_two_decimals(configure, prefix):
 # --------------------------------------------------------------------------- missing queues
 
 
-def test_missing_queue_degrades_a_healthy_result(configure, prefix):
+def test_missing_queue_degrades_a_healthy_result(configure, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, completed=3, waiting=2)
     run_scenario("populate", prefix, "default", waiting=1)
     keys_before = prefix_keys(prefix)
@@ -170,7 +175,7 @@ def test_missing_queue_degrades_a_healthy_result(configure, prefix):
     assert prefix_keys(prefix) == keys_before, "the health check created keys"
 
 
-def test_missing_high_priority_queue_is_listed(configure, prefix):
+def test_missing_high_priority_queue_is_listed(configure, prefix, bullmq_major):
     run_scenario("populate", prefix, "default", waiting=1)
     result = check(configure(prefix, QUEUE_NAMES="default", HIGH_PRIORITY_QUEUE="hp-typo"))
     assert result["status"] == "degraded"
@@ -178,14 +183,14 @@ def test_missing_high_priority_queue_is_listed(configure, prefix):
     assert result["missingQueues"] == ["hp-typo"]
 
 
-def test_missing_queue_does_not_soften_an_unhealthy_result(configure, prefix):
+def test_missing_queue_does_not_soften_an_unhealthy_result(configure, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, waiting=100)
     result = check(configure(prefix, QUEUE_NAMES=f"{HP},ghost"))
     assert result["status"] == "unhealthy"
     assert result["missingQueues"] == ["ghost"]
 
 
-def test_wrong_prefix_makes_every_queue_missing(configure, prefix):
+def test_wrong_prefix_makes_every_queue_missing(configure, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, waiting=1)
     result = check(configure(prefix + "-typo"))
     assert result["status"] == "degraded"
@@ -195,7 +200,7 @@ def test_wrong_prefix_makes_every_queue_missing(configure, prefix):
 # --------------------------------------------------------------------------- thresholds from the environment
 
 
-def test_lag_thresholds_from_the_environment(configure, prefix):
+def test_lag_thresholds_from_the_environment(configure, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, waiting=4, prioritized=2)
     env = {"QUEUE_LAG_WARNING": "5", "QUEUE_LAG_CRITICAL": "8"}
     result = check(configure(prefix, **env))
@@ -207,7 +212,7 @@ def test_lag_thresholds_from_the_environment(configure, prefix):
     assert check(configure(prefix, QUEUE_LAG_WARNING="20", QUEUE_LAG_CRITICAL="30"))["status"] == "healthy"
 
 
-def test_failure_thresholds_from_the_environment(configure, prefix):
+def test_failure_thresholds_from_the_environment(configure, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, completed=197, failed=3)  # 1.5 %
     env = {"QUEUE_FAILURE_WARNING_PCT": "1", "QUEUE_FAILURE_CRITICAL_PCT": "2.5"}
     result = check(configure(prefix, **env))
@@ -275,10 +280,16 @@ def test_redis_that_accepts_but_never_answers_is_unhealthy_within_the_socket_tim
     assert elapsed < 2.5, f"answered after {elapsed:.2f} s"
 
 
-def test_a_paused_high_priority_queue_is_not_healthy(configure, prefix):
-    run_scenario("populate", prefix, HP, waiting=5)
+@pytest.mark.parametrize(("backlog", "status"), [(0, "degraded"), (5, "degraded"), (120, "unhealthy")])
+def test_a_paused_high_priority_queue_is_the_same_incident_on_both_majors(
+    configure, prefix, bullmq_major, backlog, status
+):
+    run_scenario("populate", prefix, HP, waiting=backlog, prioritized=1)
     run_scenario("pause", prefix, HP)
     result = check(configure(prefix))
-    assert result["status"] == "degraded"
+    assert result["status"] == status  # paused: never healthy; its backlog is lag like any other
     assert result["pausedQueues"] == [HP]
-    assert result["thresholds"]["highPriorityLag"]["current"] == 0  # its jobs sit in `paused`
+    assert result["thresholds"]["highPriorityLag"]["current"] == backlog + 1
+    high = result["queues"][0]
+    assert high["paused" if bullmq_major == 5 else "waiting"] == backlog
+    assert {key: high[key] for key in COUNT_TYPES} == node_counts(prefix, HP)

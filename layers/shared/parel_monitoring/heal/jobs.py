@@ -1,13 +1,23 @@
-"""healStuckJobs: BullMQ 5 jobs left in ``active`` by a dead worker go back to waiting.
+"""healStuckJobs: BullMQ 5 and 6 jobs left in ``active`` by a dead worker go back to waiting.
 
 A job is stuck when it has been active for at least ``threshold_ms`` (from the job
 hash's ``processedOn``, against Redis ``TIME``) and its ``<id>:lock`` has expired. It
-is moved the way BullMQ's own stalled-job recovery (``moveStalledJobsToWait-9.lua``)
-moves it, so live Node workers stay correct: out of ``active``, lock and ``stalled``
-entry dropped, ``stc`` incremented (over ``max_stalled_count`` and not repeatable:
-``defa`` is set, and the next worker fails the job with BullMQ's own reason), into
-``wait`` (``paused`` while the queue is paused) or, with a priority, ``prioritized``;
-the marker wakes blocked workers and the ``waiting``/``stalled`` events are appended.
+is moved the way BullMQ's own stalled-job recovery (``moveStalledJobsToWait-9.lua``, the
+same in 5.81.5 and 6.7.0 but for where a paused queue's jobs go) moves it, so live Node
+workers stay correct: out of ``active``, lock and ``stalled`` entry dropped, ``stc``
+incremented (over ``max_stalled_count`` and not repeatable: ``defa`` is set, and the next
+worker fails the job with BullMQ's own reason), into ``wait`` or, with a priority,
+``prioritized`` (scored as bullmq scores a new prioritized job); the marker wakes blocked
+workers unless the queue is paused or at its global concurrency, and the
+``waiting``/``stalled`` events are appended.
+
+Paused queues follow the queue's layout (``parel_monitoring.bullmq``'s layout rule, checked
+in the same script call): bullmq 6's layout requeues into ``wait`` even while paused (as
+bullmq 6 does); bullmq 5's requeues into ``paused``, which a resume of either major moves to
+``wait`` (bullmq 5's resume renames ``paused`` over ``wait``, so a job pushed to ``wait``
+next to a ``paused`` list could be lost). A queue that is neither (no version, bullmq 7,
+another library, or a key of an unexpected type) is skipped with the reason, and the
+routine lists it in ``skipped`` (the heal run's status is then ``incomplete``).
 
 BullMQ's ``stalled-check`` key is neither set nor honoured: this is a separate,
 explicit heal. It is safe next to live workers and their stalled checker because
@@ -28,14 +38,15 @@ from typing import Any
 
 import redis
 
-from parel_monitoring.bullmq import QueueSettings, queue_key
+from parel_monitoring.bullmq import LAYOUT_LUA, QueueSettings, queue_key
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.settings import env_int
 
 STALLED_REASON = "job stalled more than allowable limit"  # BullMQ's deferred failure (defa)
+BUDGET_EXHAUSTED = "budget exhausted"
 REPORTED_JOBS = 100
 
-# The keys the script reads or writes, with the type BullMQ 5 gives each one.
+# The keys the script reads or writes, with the type BullMQ 5 and 6 give each one.
 _KEY_TYPES = {
     "active": "list",
     "wait": "list",
@@ -51,10 +62,10 @@ _KEY_TYPES = {
 
 # KEYS: the _KEY_TYPES keys, in that order.
 # ARGV: job key prefix "<prefix>:<queue>:", threshold ms, max stalled count, dry run (0/1), force (0/1), job ids...
-# Replies {"empty"}, {"skip", reason} or {"ok", longRunning, failedNext, requeued id...}.
+# Replies {"empty"}, {"skip", reason} or {"ok", longRunning, failedNext, layout (5|6), requeued id...}.
 # Job keys are built from the prefix, as BullMQ's scripts build them (same hash slot under a {tag} prefix).
 _HEAL_LUA = (
-    "local EXPECTED = {" + ", ".join(f"'{kind}'" for kind in _KEY_TYPES.values()) + "}\n"
+    LAYOUT_LUA + "local EXPECTED = {" + ", ".join(f"'{kind}'" for kind in _KEY_TYPES.values()) + "}\n"
     "local STALLED_REASON = '" + STALLED_REASON + "'\n"
     """
 local rcall = redis.call
@@ -72,9 +83,8 @@ for i, key in ipairs(KEYS) do
   end
 end
 if not anyKey then return {'empty'} end
-local version = rcall('HGET', metaKey, 'version')
-if not version then return {'skip', 'meta has no version'} end
-if not string.match(version, '^bullmq:5%.') then return {'skip', 'version ' .. version .. ' is not BullMQ 5'} end
+local layout, unknown = queue_layout(waitKey, pausedKey, metaKey)
+if not layout then return {'skip', unknown} end
 
 local jobPrefix, threshold, maxStalled = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local dryRun, force = ARGV[4] == '1', ARGV[5] == '1'
@@ -83,6 +93,8 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local maxEvents = rcall('HGET', metaKey, 'opts.maxLenEvents') or 10000
 local meta = rcall('HMGET', metaKey, 'paused', 'concurrency')
 local paused, concurrency = meta[1], tonumber(meta[2])
+-- Where a paused queue's jobs go: bullmq 5 keeps them in `paused`, bullmq 6 in `wait`.
+local readyKey = (paused and layout == 5) and pausedKey or waitKey
 
 -- Repeatable jobs are never failed for stalling (as in moveStalledJobsToWait, legacy check included).
 local function isRepeatable(schedulerId)
@@ -91,7 +103,7 @@ local function isRepeatable(schedulerId)
 end
 
 local longRunning, failedNext, wake = 0, 0, false
-local reply = {'ok', 0, 0}
+local reply = {'ok', 0, 0, layout}
 for i = 6, #ARGV do
   local jobId = ARGV[i]
   local jobKey = jobPrefix .. jobId
@@ -111,13 +123,13 @@ for i = 6, #ARGV do
         rcall('HSET', jobKey, 'defa', STALLED_REASON)
         failedNext = failedNext + 1
       end
-      -- BullMQ 5.81.5's stalled script RPUSHes every job to wait; a prioritized job goes back to
-      -- `prioritized` here, scored as addJobWithPriority/getPriorityScore do, so it keeps its priority.
+      -- BullMQ's stalled script (5.81.5 and 6.7.0) RPUSHes every job to wait; a prioritized job goes
+      -- back to `prioritized` here, scored as addJobWithPriority/getPriorityScore do, so it keeps its priority.
       local priority = tonumber(job[2]) or 0
       if priority > 0 then
         rcall('ZADD', prioritizedKey, priority * 0x100000000 + rcall('INCR', counterKey) % 0x100000000, jobId)
       else
-        rcall('RPUSH', paused and pausedKey or waitKey, jobId)
+        rcall('RPUSH', readyKey, jobId)
       end
       -- addBaseMarkerIfNeeded: no marker while paused or maxed by global concurrency
       if not paused and not (concurrency and rcall('LLEN', activeKey) >= concurrency) then wake = true end
@@ -183,6 +195,7 @@ class _HealRun:
             """The script's reply for these ids, or None after recording why the queue is left alone."""
             reply = [_text(item) for item in _script[0](keys=keys, args=head + job_ids, client=self.client)]
             if reply[0] == "ok":
+                report["bullmqLayout"] = reply[3]
                 return reply
             report["skipped"] = reply[1] if reply[0] == "skip" else None  # "empty": no keys at all
             return None
@@ -201,7 +214,7 @@ class _HealRun:
             reply = run(fresh)
             if reply is None:
                 return True
-            healed = reply[3:]
+            healed = reply[4:]
             report["longRunning"] += reply[1]
             report["failedNext"] += reply[2]
             report["requeued"] += len(healed)
@@ -218,22 +231,30 @@ def heal_stuck_jobs(
     """Requeue stuck active jobs of every configured queue (see the module docstring).
 
     Dry run: counts what would be requeued (every condition is checked, nothing is written;
-    that a job is still active is taken from the slice just read).
+    that a job is still active is taken from the slice just read). ``skipped``: the queues left
+    alone because their layout is unknown, with the reason (the run then says ``incomplete``).
     """
     heal = _HealRun(client, settings, budget, dry_run, force)
     queues = {
-        name: {"requeued": 0, "longRunning": 0, "failedNext": 0, "skipped": None} for name in settings.queue_names
+        name: {"requeued": 0, "longRunning": 0, "failedNext": 0, "skipped": None, "bullmqLayout": None}
+        for name in settings.queue_names
     }
     partial = False
     for name, report in queues.items():
         if partial or budget.exhausted():
             partial = True
-            report["skipped"] = "budget exhausted"
+            report["skipped"] = BUDGET_EXHAUSTED
         else:
             partial = not heal.heal_queue(name, report)
+    unknown_layouts = [
+        f"{name}: {report['skipped']}"
+        for name, report in queues.items()
+        if report["skipped"] not in (None, BUDGET_EXHAUSTED)
+    ]
     return {
         "count": sum(report["requeued"] for report in queues.values()),
         "partial": partial,
+        "skipped": unknown_layouts,
         "longRunning": sum(report["longRunning"] for report in queues.values()),
         "failedNext": sum(report["failedNext"] for report in queues.values()),
         "queues": queues,

@@ -95,8 +95,8 @@ def to_health_json(result: dict[str, Any]) -> dict[str, Any]:
             _entry("component", lag["current"], "jobs", _level(lag["current"], lag), now)
         ]
         checks["bullmq:waiting"] = [
-            _entry("component", q["waiting"] + q["prioritized"], "jobs", HEALTHY if q["exists"] else DEGRADED, now,
-                   componentId=q["name"])
+            _entry("component", q["waiting"] + q["paused"] + q["prioritized"], "jobs",
+                   HEALTHY if q["exists"] else DEGRADED, now, componentId=q["name"])
             for q in queue["queues"]
         ]  # fmt: skip
     return {

@@ -3,7 +3,9 @@
 Failure rate = failed / (completed + failed), over the jobs BullMQ still retains in
 its completed and failed sets (``removeOnComplete``/``removeOnFail`` trim them), across
 all watched queues. Lag = the high-priority queue's jobs ready but not started
-(waiting + prioritized).
+(waiting + paused + prioritized), one rule for bullmq 5 and 6: a paused queue's ready jobs
+are ``paused`` under 5 and ``waiting`` under 6, and either way they are lag. A paused
+high-priority queue is never healthy, whatever its lag.
 """
 
 from __future__ import annotations
@@ -80,11 +82,11 @@ def check_queue_health(settings: QueueHealthSettings, client: redis.Redis) -> di
     failed = sum(queue["failed"] for queue in queues)
     failure_pct = failed / (completed + failed) * 100 if completed + failed else 0.0
     high = counts[queue_settings.high_priority_queue]
-    lag = high["waiting"] + high["prioritized"]
+    lag = high["waiting"] + high["paused"] + high["prioritized"]
     status = _status(lag, failure_pct, settings)
     missing = [queue["name"] for queue in queues if not queue["exists"]]
-    # A missing queue usually means a wrong name or prefix; a paused high-priority queue
-    # holds its ready jobs in `paused`, outside the lag, so neither may look healthy.
+    # A missing queue usually means a wrong name or prefix; a paused high-priority queue runs
+    # nothing, even without a backlog yet: neither may look healthy.
     if status == HEALTHY and (missing or high["isPaused"]):
         status = DEGRADED
     thresholds["highPriorityLag"]["current"] = lag
