@@ -53,5 +53,10 @@ def seed(adapter: str, database_url: str, schema: str | None = None) -> dict[str
     return run_seed_script("seed", adapter, database_url, schema)
 
 
+def create_schema(adapter: str, database_url: str, schema: str | None = None) -> None:
+    """Only the adapter's documented schema, as the adapter's own tooling creates it."""
+    run_seed_script("create-schema", adapter, database_url, schema)
+
+
 def verify(adapter: str, database_url: str, plan: dict[str, Any], schema: str | None = None) -> dict[str, Any]:
     return run_seed_script("verify", adapter, database_url, schema, plan=json.dumps(plan))

@@ -2,6 +2,7 @@
 //
 //   node seed.mjs seed   --adapter <pg|kysely|drizzle|prisma> --database-url <url> [--schema <name>]
 //   node seed.mjs verify --adapter <...> --database-url <url> [--schema <name>] --plan <the seed's "plan" JSON>
+//   node seed.mjs create-schema --adapter <...> --database-url <url> [--schema <name>]   (the schema only)
 //
 // Adapters live in adapters/<name>.mjs (prisma: prisma/adapter.mjs, its own package), each exporting
 // `open({databaseUrl, schema})` -> {adapter, createSchema(), close()}.
@@ -188,12 +189,17 @@ async function verify(options, opened, client) {
   return { failures, checked, present }
 }
 
+async function createSchema(options, opened) {
+  await opened.createSchema()
+  return {}
+}
+
 async function main() {
   const options = parseArguments(process.argv.slice(2))
   const opened = await openAdapter(options)
   const client = await rawClient(options)
   try {
-    const commands = { seed, verify }
+    const commands = { seed, verify, "create-schema": createSchema }
     if (!commands[options.command]) throw new Error(`unknown command ${options.command}`)
     const result = await commands[options.command](options, opened, client)
     console.log(JSON.stringify({ command: options.command, adapter: options.adapter, ...result }))

@@ -13,9 +13,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from authjs_scenario import seed, verify
+from authjs_scenario import create_schema, seed, verify
 from bullmq_scenario import REDIS_URL
 from heal_support import connect
+from nextauth_schema import create_drizzle_schema, create_kysely_schema, create_pg_adapter_schema, create_prisma_schema
 from parel_monitoring.bullmq import get_redis
 from parel_monitoring.db import Database
 from parel_monitoring.heal.budget import Budget
@@ -112,3 +113,47 @@ def test_the_database_and_node_disagree_about_the_time_zone(database_url):
     with psycopg.connect(database_url) as conn:
         offset = conn.execute("SELECT extract(timezone FROM now())").fetchone()[0]
     assert offset >= 12 * 3600  # Auckland: UTC+12 or +13; Node's Los Angeles: UTC-8 or -7
+
+
+FIXTURES = {
+    "pg": create_pg_adapter_schema,
+    "kysely": create_kysely_schema,
+    "drizzle": create_drizzle_schema,
+    "prisma": create_prisma_schema,
+}
+CATALOG = """
+SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       pg_get_expr(d.adbin, d.adrelid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+WHERE n.nspname = 'public' AND c.relkind = 'r'
+UNION ALL
+SELECT conrelid::regclass::text, conname::text, pg_get_constraintdef(oid), NULL, NULL
+FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+UNION ALL
+SELECT tablename::text, indexname::text, indexdef, NULL, NULL FROM pg_indexes WHERE schemaname = 'public'
+"""
+
+
+def catalog(url: str) -> set[tuple]:
+    with connect(url) as conn:
+        return set(conn.execute(CATALOG).fetchall())
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_the_python_fixtures_are_the_adapters_documented_schemas(database_url, pg_admin_url, adapter):
+    """tools/nextauth_schema.py, which the other heal tests use, creates what each adapter's tooling creates."""
+    create_schema(adapter, database_url)
+    name = f"{database_url.rsplit('/', 1)[1]}_fixture"
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    fixture_url = database_url.rsplit("/", 1)[0] + "/" + name
+    try:
+        with connect(fixture_url) as conn:
+            FIXTURES[adapter](conn)
+        created = catalog(database_url)
+        assert len(created) > 20 and catalog(fixture_url) == created
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
