@@ -56,8 +56,8 @@ LAYOUTS = {
 }
 
 
-def _relation(variable: str, default_schema: str | None) -> Relation | None:
-    text = env_str(variable)
+def _relation(variable: str, text: str | None, default_schema: str | None) -> Relation | None:
+    """``variable``'s value ``text`` as a table name (None when unset)."""
     if text is None:
         return None
     relation = Relation.parse(text, default_schema)
@@ -75,14 +75,14 @@ class AuthTablesSettings:
 
     @classmethod
     def from_env(cls) -> AuthTablesSettings:
-        schema = env_str(SCHEMA_VARIABLE)
+        schema = env_str("AUTH_TABLES_SCHEMA")
         if schema is not None and "." in schema:
             raise ConfigurationError(SCHEMA_VARIABLE, "must be a schema name")
         return cls(
-            layout=env_choice(LAYOUT_VARIABLE, AUTO, (AUTO, *LAYOUTS)),
+            layout=env_choice("SESSION_SCHEMA", AUTO, (AUTO, *LAYOUTS)),
             schema=schema,
-            session_table=_relation("SESSION_TABLE", schema),
-            verification_table=_relation("VERIFICATION_TOKEN_TABLE", schema),
+            session_table=_relation("SESSION_TABLE", env_str("SESSION_TABLE"), schema),
+            verification_table=_relation("VERIFICATION_TOKEN_TABLE", env_str("VERIFICATION_TOKEN_TABLE"), schema),
         )
 
     def named(self, name: str) -> Relation:
