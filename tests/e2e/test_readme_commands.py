@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -154,3 +155,12 @@ def test_make_api_answers_and_make_smoke_passes_against_it(fresh_clone, local_en
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_make_demo_heals_what_it_seeded_from_a_fresh_clone(fresh_clone):
+    """`make demo` installs its Node tooling in the clone, seeds rot, and the heal it shows removes it."""
+    output = make(fresh_clone, "demo").stdout
+    assert "=== POST /api/admin/heal\nHTTP 200" in output, output[-3000:]
+    healed = re.search(r"(\d+) stale sessions, (\d+) stuck jobs and (\d+) orphaned records healed", output)
+    assert healed and all(int(count) > 0 for count in healed.groups()), output[-3000:]
+    assert "HTTP 5" not in output, "a demo step answered with a server error"
