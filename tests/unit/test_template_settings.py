@@ -100,3 +100,11 @@ def test_readme_maps_every_setting_parameter_to_its_variables():
     for parameter, variables in uses.items():
         row = f"| `{parameter}` | {' / '.join(f'`{name}`' for name in sorted(variables))} |"
         assert row in readme, f"README's parameter table lacks or misstates {row}"
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_environment_leaves_room_under_lambdas_4_kb_limit(function):
+    """Lambda rejects a function whose variables exceed 4 KB in all; keep 1.5 KB for operators' values
+    (ARNs, ORPHAN_RULES)."""
+    environment = load_function(function, ROOT).environment
+    assert sum(len(name) + len(value) for name, value in environment.items()) < 4096 - 1536
