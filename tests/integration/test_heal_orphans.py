@@ -345,3 +345,45 @@ def test_auto_without_any_layout_names_session_schema(database_url, monkeypatch)
     with pytest.raises(ConfigurationError) as info:
         clean_orphaned_records(database_for(database_url), settings_from(monkeypatch), Budget())
     assert info.value.variable == "SESSION_SCHEMA" and "found: no session table" in str(info.value)
+
+
+def test_a_same_named_table_that_is_not_auth_js_is_never_touched(database_url, monkeypatch):
+    """The pg-adapter layout's sessions and users, next to a billing "accounts" table of the app's own: that
+    table keeps its rows, however few of their userIds are in users."""
+    with connect(database_url) as conn:
+        create_pg_adapter_schema(conn)
+        conn.execute(
+            """DROP TABLE accounts;
+            CREATE TABLE accounts (id serial PRIMARY KEY, "userId" int, balance numeric);
+            INSERT INTO users (name) VALUES ('ada');
+            INSERT INTO accounts ("userId", balance) VALUES (1, 10), (2, 20), (3, 30);
+            INSERT INTO sessions ("userId", expires, "sessionToken") VALUES (1, now() + interval '1 day', 'a'),
+                                                                         (9, now() + interval '1 day', 'b')"""
+        )
+    result = clean_orphaned_records(database_for(database_url), settings_from(monkeypatch), Budget())
+    assert [(rule["table"], rule["deleted"], rule["skipped"]) for rule in result["rules"]] == [
+        ("public.sessions", 1, None),
+        ("accounts", 0, "table lacks provider, providerAccountId: not an Auth.js table"),
+    ]
+    assert result["skipped"] == [
+        "accounts.userId -> users.id: table lacks provider, providerAccountId: not an Auth.js table"
+    ]
+    with connect(database_url) as conn:
+        assert rows(conn, "accounts", "userId") == {1, 2, 3}
+
+
+def test_a_user_table_that_is_not_auth_js_orphans_nothing(database_url, monkeypatch):
+    with connect(database_url) as conn:
+        create_pg_adapter_schema(conn)
+        conn.execute(
+            """DROP TABLE users;
+            CREATE TABLE users (id serial PRIMARY KEY, login text);  -- the app's, not Auth.js's
+            INSERT INTO sessions ("userId", expires, "sessionToken") VALUES (1, now() + interval '1 day', 'a')"""
+        )
+    result = clean_orphaned_records(database_for(database_url), settings_from(monkeypatch), Budget())
+    assert result["count"] == 0
+    assert {rule["skipped"] for rule in result["rules"]} == {
+        "parentTable lacks email, emailVerified: not an Auth.js user table"
+    }
+    with connect(database_url) as conn:
+        assert rows(conn, "sessions", "sessionToken") == {"a"}

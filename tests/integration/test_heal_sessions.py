@@ -519,3 +519,20 @@ def test_auto_with_two_layouts_asks_for_a_preset(database_url):
     assert info.value.variable == "SESSION_SCHEMA"
     assert "public.Session (prisma); legacy.session (drizzle)" in str(info.value)
     assert heal_stale_sessions(database_for(database_url), PRISMA, Budget())["table"] == "public.Session"
+
+
+def test_a_preset_whose_token_table_is_not_auth_js_skips_it(database_url):
+    with connect(database_url) as conn:
+        create_pg_adapter_schema(conn)
+        conn.execute(
+            """DROP TABLE verification_token;
+            CREATE TABLE verification_token (id serial PRIMARY KEY, expires timestamptz);
+            INSERT INTO verification_token (expires) VALUES (now() - interval '1 day')"""
+        )
+    result = heal_stale_sessions(database_for(database_url), PG_ADAPTER, Budget())
+    assert result["skipped"] == [
+        "verification token table verification_token: names a table that lacks identifier, token: not an Auth.js "
+        "table (see VERIFICATION_TOKEN_TABLE)"
+    ]
+    with connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM verification_token").fetchone() == (1,)

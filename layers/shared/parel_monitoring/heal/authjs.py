@@ -28,7 +28,12 @@ from parel_monitoring.settings import ConfigurationError, env_choice, env_str
 AUTO = "auto"
 LAYOUT_VARIABLE = "SESSION_SCHEMA"
 SCHEMA_VARIABLE = "AUTH_TABLES_SCHEMA"
-SESSION_COLUMNS = ("sessionToken", "userId", "expires")  # what every adapter's session table has
+# Columns every adapter's table of that kind has: a default table without them is not taken for Auth.js's.
+SESSION_COLUMNS = ("sessionToken", "userId", "expires")
+ACCOUNT_COLUMNS = ("userId", "provider", "providerAccountId")
+AUTHENTICATOR_COLUMNS = ("userId", "credentialID", "credentialPublicKey")
+USER_COLUMNS = ("id", "email", "emailVerified")
+VERIFICATION_TOKEN_COLUMNS = ("identifier", "token", "expires")
 
 
 @dataclass(frozen=True)
@@ -40,10 +45,11 @@ class Layout:
     verification_token: str
     authenticator: str | None  # optional in every adapter's docs (WebAuthn); pg-adapter has none
 
-    def children(self) -> tuple[tuple[str, bool], ...]:
-        """The tables whose ``"userId"`` references ``user.id``, each with whether Auth.js requires it."""
-        optional = ((self.authenticator, False),) if self.authenticator else ()
-        return ((self.session, True), (self.account, True), *optional)
+    def children(self) -> tuple[tuple[str, bool, tuple[str, ...]], ...]:
+        """The tables whose ``"userId"`` references ``user.id``: (name, whether Auth.js requires it, the
+        columns it must have)."""
+        optional = ((self.authenticator, False, AUTHENTICATOR_COLUMNS),) if self.authenticator else ()
+        return ((self.session, True, SESSION_COLUMNS), (self.account, True, ACCOUNT_COLUMNS), *optional)
 
 
 LAYOUTS = {

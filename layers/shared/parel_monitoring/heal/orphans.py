@@ -30,7 +30,7 @@ import psycopg
 from psycopg import sql
 
 from parel_monitoring.db import Database
-from parel_monitoring.heal.authjs import AuthTablesSettings, Layout, detect_layout
+from parel_monitoring.heal.authjs import USER_COLUMNS, AuthTablesSettings, Layout, detect_layout
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.tables import DEFAULT_BATCH_SIZE, KeysetWalk, Relation, find_table, run_walk
 from parel_monitoring.settings import ConfigurationError, env_int, env_str
@@ -47,6 +47,9 @@ class OrphanRule:
     parent_table: Relation
     parent_column: str
     required: bool = True  # a default rule for a table Auth.js needs: missing, the run is incomplete
+    # A default rule's: the columns without which the child or parent table is not taken for Auth.js's
+    child_columns: tuple[str, ...] = ()
+    parent_columns: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, str]:
         return {
@@ -73,7 +76,8 @@ def default_rules(layout: Layout, tables: AuthTablesSettings) -> tuple[OrphanRul
     """``layout``'s children's ``"userId"`` -> its user table's ``id``."""
     user = tables.named(layout.user)
     return tuple(
-        OrphanRule(tables.named(child), "userId", user, "id", required) for child, required in layout.children()
+        OrphanRule(tables.named(child), "userId", user, "id", required, columns, USER_COLUMNS)
+        for child, required, columns in layout.children()
     )
 
 
@@ -127,6 +131,8 @@ def _walk(conn: psycopg.Connection, rule: OrphanRule, batch_size: int) -> tuple[
         return rule, "table names no table in the database"
     if rule.column not in child.columns:
         return rule, "column names no column of the table"
+    if lacking := [column for column in rule.child_columns if column not in child.columns]:
+        return rule, f"table lacks {', '.join(lacking)}: not an Auth.js table"
     if not child.key:
         return rule, "table has neither a primary key nor a NOT NULL unique key"
     parent = find_table(conn, rule.parent_table, kinds="rp")
@@ -134,6 +140,8 @@ def _walk(conn: psycopg.Connection, rule: OrphanRule, batch_size: int) -> tuple[
         return rule, "parentTable names no table in the database"
     if rule.parent_column not in parent.columns:
         return rule, "parentColumn names no column of the parent table"
+    if lacking := [column for column in rule.parent_columns if column not in parent.columns]:
+        return rule, f"parentTable lacks {', '.join(lacking)}: not an Auth.js user table"
     rule = dataclasses.replace(rule, table=child.relation, parent_table=parent.relation)
     walk = KeysetWalk(rule.table, child.key, rule.orphaned, batch_size, child.key_kind)
     try:

@@ -41,7 +41,12 @@ from typing import Any
 import psycopg
 
 from parel_monitoring.db import Database
-from parel_monitoring.heal.authjs import AuthTablesSettings, detect_layout
+from parel_monitoring.heal.authjs import (
+    SESSION_COLUMNS,
+    VERIFICATION_TOKEN_COLUMNS,
+    AuthTablesSettings,
+    detect_layout,
+)
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.tables import (
     CUTOFFS,
@@ -92,12 +97,15 @@ class _Target:
     table_variable: str
     expires_column: str
     expires_variable: str
+    columns: tuple[str, ...] = ()  # a layout's table: the columns without which it is not Auth.js's
 
 
 def _expiry_walk(conn: psycopg.Connection, target: _Target, cutoff: datetime, batch_size: int) -> Walk:
     table = find_table(conn, target.relation)
     if table is None:
         raise _Unusable(target.table_variable, "names no table in the database")
+    if lacking := [column for column in target.columns if column not in table.columns]:
+        raise _Unusable(target.table_variable, f"names a table that lacks {', '.join(lacking)}: not an Auth.js table")
     expires, expires_type = target.expires_column, table.columns.get(target.expires_column)
     if expires_type not in CUTOFFS:
         raise _Unusable(target.expires_variable, "must name a timestamp or timestamptz column of the table")
@@ -121,7 +129,10 @@ def _plan(conn: psycopg.Connection, settings: SessionSettings) -> _Plan:
     tables = settings.tables
     layout = detect_layout(conn, tables)
     session_table = tables.session_table or tables.named(layout.session)
-    sessions = _Target(session_table, "SESSION_TABLE", settings.expires_column, "SESSION_EXPIRES_COLUMN")
+    session_columns = () if tables.session_table else SESSION_COLUMNS
+    sessions = _Target(
+        session_table, "SESSION_TABLE", settings.expires_column, "SESSION_EXPIRES_COLUMN", session_columns
+    )
     try:
         session_walk = _expiry_walk(conn, sessions, cutoff, settings.batch_size)
     except _Unusable as exc:
@@ -130,7 +141,10 @@ def _plan(conn: psycopg.Connection, settings: SessionSettings) -> _Plan:
     if token_table is None:
         return _Plan(cutoff, None, session_walk, "no Auth.js layout detected: set VERIFICATION_TOKEN_TABLE")
     token_expires = settings.verification_expires_column
-    tokens = _Target(token_table, "VERIFICATION_TOKEN_TABLE", token_expires, "VERIFICATION_TOKEN_EXPIRES_COLUMN")
+    token_columns = () if tables.verification_table else VERIFICATION_TOKEN_COLUMNS
+    tokens = _Target(
+        token_table, "VERIFICATION_TOKEN_TABLE", token_expires, "VERIFICATION_TOKEN_EXPIRES_COLUMN", token_columns
+    )
     try:
         token_walk: Walk | str = _expiry_walk(conn, tokens, cutoff, settings.batch_size)
     except _Unusable as exc:
