@@ -251,7 +251,22 @@ def test_v5_and_v6_queue_opened_on_the_same_queue(client, prefix):
 def test_unknown_major_is_counted_but_not_classified(client, prefix, bullmq_major):
     run_scenario("populate", prefix, "future", waiting=2)
     client.hset(f"{prefix}:future:meta", "version", "bullmq:7.0.0")
-    assert_same_as_node(client, prefix, "future", {"waiting": 2}, major=bullmq_major, layout=None)
+    ours = assert_same_as_node(client, prefix, "future", {"waiting": 2}, major=bullmq_major, layout=None)
+    assert ours["readable"] is True
+
+
+def test_a_key_of_another_type_makes_only_its_queue_unreadable(client, prefix, bullmq_major):
+    run_scenario("populate", prefix, "fine", waiting=2)
+    run_scenario("populate", prefix, "odd", waiting=1, delayed=1)
+    client.delete(f"{prefix}:odd:delayed")
+    client.set(f"{prefix}:odd:delayed", "not a sorted set")
+
+    readings = job_counts(client, prefix, ["odd", "fine"])
+
+    odd = readings["odd"]
+    assert counts_only(odd) == ZERO and (odd["readable"], odd["exists"], odd["bullmqLayout"]) == (False, True, None)
+    assert readings["fine"]["readable"] is True and readings["fine"]["waiting"] == 2
+    assert readings["fine"]["bullmqLayout"] == bullmq_major
 
 
 # --------------------------------------------------------------------------- one round trip

@@ -175,6 +175,17 @@ def test_missing_queue_degrades_a_healthy_result(configure, prefix, bullmq_major
     assert prefix_keys(prefix) == keys_before, "the health check created keys"
 
 
+def test_unreadable_queue_degrades_a_healthy_result(configure, prefix, bullmq_major, redis_client):
+    run_scenario("populate", prefix, HP, waiting=2)
+    run_scenario("populate", prefix, "odd", waiting=1)
+    redis_client.delete(f"{prefix}:odd:wait")
+    redis_client.hset(f"{prefix}:odd:wait", "not", "a list")
+    result = check(configure(prefix, QUEUE_NAMES=f"{HP},odd"))
+    assert result["status"] == "degraded" and result["unreadableQueues"] == ["odd"]
+    assert result["queues"][0]["waiting"] == 2 and result["queues"][1]["readable"] is False
+    assert "missingQueues" not in result
+
+
 def test_missing_high_priority_queue_is_listed(configure, prefix, bullmq_major):
     run_scenario("populate", prefix, "default", waiting=1)
     result = check(configure(prefix, QUEUE_NAMES="default", HIGH_PRIORITY_QUEUE="hp-typo"))

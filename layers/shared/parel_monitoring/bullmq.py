@@ -138,15 +138,26 @@ local function list_count(key)
   end
   return n
 end
+local EXPECTED = {'list', 'list', 'list', 'zset', 'zset', 'zset', 'zset', 'zset', 'hash'}
 local out = {}
 for i = 1, #KEYS, 9 do
-  out[#out + 1] = list_count(KEYS[i])
-  out[#out + 1] = list_count(KEYS[i + 1])
-  out[#out + 1] = redis.call('LLEN', KEYS[i + 2])
-  for j = 3, 7 do out[#out + 1] = redis.call('ZCARD', KEYS[i + j]) end
-  out[#out + 1] = redis.call('HEXISTS', KEYS[i + 8], 'paused')
-  out[#out + 1] = redis.call('EXISTS', KEYS[i + 8])
-  out[#out + 1] = queue_layout(KEYS[i], KEYS[i + 1], KEYS[i + 8]) or 0
+  local readable = true  -- a key of another type (another major's layout?) would fail the whole call
+  for j = 0, 8 do
+    local kind = redis.call('TYPE', KEYS[i + j])['ok']
+    if kind ~= 'none' and kind ~= EXPECTED[j + 1] then readable = false end
+  end
+  if readable then
+    out[#out + 1] = list_count(KEYS[i])
+    out[#out + 1] = list_count(KEYS[i + 1])
+    out[#out + 1] = redis.call('LLEN', KEYS[i + 2])
+    for j = 3, 7 do out[#out + 1] = redis.call('ZCARD', KEYS[i + j]) end
+    out[#out + 1] = redis.call('HEXISTS', KEYS[i + 8], 'paused')
+    out[#out + 1] = redis.call('EXISTS', KEYS[i + 8])
+    out[#out + 1] = queue_layout(KEYS[i], KEYS[i + 1], KEYS[i + 8]) or 0
+  else
+    for _ = 1, 10 do out[#out + 1] = 0 end
+    out[#out + 1] = -1
+  end
 end
 return out
 """
@@ -159,9 +170,10 @@ _script: list[Any] = []  # the registered Script, created on first use
 
 
 def job_counts(client: redis.Redis, prefix: str, queues: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """``{queue: {waiting, active, ..., waiting-children, isPaused, exists, bullmqLayout}}`` in one round trip.
+    """``{queue: {waiting, ..., waiting-children, isPaused, exists, bullmqLayout, readable}}`` in one round trip.
 
     ``bullmqLayout``: 5 or 6 by the layout rule, None when the queue cannot be classified.
+    ``readable``: False when one of its keys has a type BullMQ 5/6 never gives it (counts then 0).
 
     One EVALSHA of a read-only script (redis-py loads it once per server), so the cost
     does not grow with round trips, and every key is declared: on Redis Cluster the
@@ -178,7 +190,9 @@ def job_counts(client: redis.Redis, prefix: str, queues: Iterable[str]) -> dict[
         reply = dict(zip(_REPLY_FIELDS, replies[index * width : (index + 1) * width], strict=True))
         counts: dict[str, Any] = {key: reply[key] for key in COUNT_TYPES}
         counts["isPaused"] = bool(reply["isPaused"])
-        counts["exists"] = bool(reply["meta"]) or any(counts[key] for key in COUNT_TYPES)
-        counts["bullmqLayout"] = reply["layout"] or None
+        readable = reply["layout"] != -1
+        counts["exists"] = not readable or bool(reply["meta"]) or any(counts[key] for key in COUNT_TYPES)
+        counts["bullmqLayout"] = reply["layout"] if reply["layout"] in (5, 6) else None
+        counts["readable"] = readable
         result[name] = counts
     return result

@@ -85,9 +85,10 @@ def check_queue_health(settings: QueueHealthSettings, client: redis.Redis) -> di
     lag = high["waiting"] + high["paused"] + high["prioritized"]
     status = _status(lag, failure_pct, settings)
     missing = [queue["name"] for queue in queues if not queue["exists"]]
-    # A missing queue usually means a wrong name or prefix; a paused high-priority queue runs
-    # nothing, even without a backlog yet: neither may look healthy.
-    if status == HEALTHY and (missing or high["isPaused"]):
+    unreadable = [queue["name"] for queue in queues if not queue["readable"]]
+    # A missing queue usually means a wrong name or prefix; an unreadable one keys of another layout;
+    # a paused high-priority queue runs nothing, even without a backlog yet: none may look healthy.
+    if status == HEALTHY and (missing or unreadable or high["isPaused"]):
         status = DEGRADED
     thresholds["highPriorityLag"]["current"] = lag
     thresholds["failureRate"]["current"] = round(failure_pct, 2)
@@ -104,6 +105,8 @@ def check_queue_health(settings: QueueHealthSettings, client: redis.Redis) -> di
     }
     if missing:
         result["missingQueues"] = missing
+    if unreadable:
+        result["unreadableQueues"] = unreadable
     paused = [queue["name"] for queue in queues if queue["isPaused"]]
     if paused:
         result["pausedQueues"] = paused
