@@ -6,9 +6,10 @@ are deleted outside the app. Rules come from ``ORPHAN_RULES``, a JSON list of
 ``{"table", "column", "parentTable", "parentColumn"}`` (tables as ``name`` or ``schema.name``; ``name`` alone
 is looked up on the search path); without it, the Auth.js layout's (:mod:`.authjs`, detected or
 ``SESSION_SCHEMA``): its session, account and authenticator tables' ``"userId"`` -> its user table's ``id``.
-A default rule whose table the database lacks is reported as skipped; for a table Auth.js requires (not the
-optional WebAuthn authenticator table) that also lists it in the routine's ``skipped`` (the run is then
-``incomplete``).
+A default rule whose table the database lacks, or whose child or user table lacks the columns every adapter
+gives it (an app's own ``accounts`` is not Auth.js's), is reported as skipped; for a table Auth.js requires
+(not the optional WebAuthn authenticator table) that also lists it in the routine's ``skipped`` (the run is
+then ``incomplete``).
 
 Every rule is checked against the catalog, and its delete planned, before anything is deleted: a configured
 rule naming an unknown table or column, or comparing types that cannot be compared, raises
