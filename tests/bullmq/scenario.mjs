@@ -30,6 +30,10 @@
 //                   queue.getWaitingCount(). The Queue is opened with skipMetasUpdate so that
 //                   counting does not create the meta key of a queue that does not exist.
 //   open            Opens a Queue (which writes the meta version of its major) and prints it.
+//   stalled-check   [--max-stalled-count 1]
+//                   bullmq's own stalled-job recovery, once, on a Worker that processes nothing:
+//                   the first check marks the active jobs, the second (after the check interval)
+//                   moves those whose lock has expired. Prints the ids it moved.
 //   work            --seconds S [--concurrency 1] [--job-ms 0] [--lock-duration 30000]
 //                   [--stalled-interval 30000] [--max-stalled-count 1]
 //                   Runs a Worker for S seconds (fails jobs whose data has fail: true),
@@ -40,7 +44,7 @@
 import fs from 'node:fs';
 
 const USAGE =
-  'usage: node scenario.mjs <populate|crash-active|pause|resume|waiting-children|counts|open|work|job-state|obliterate> ' +
+  'usage: node scenario.mjs <populate|crash-active|pause|resume|waiting-children|counts|open|stalled-check|work|job-state|obliterate> ' +
   '--redis redis://127.0.0.1:6379 --prefix bull --queue NAME [--major 5|6] [options]';
 const PACKAGES = { 5: 'bullmq5', 6: 'bullmq6' };
 // Set by main() from the bullmq of the requested major.
@@ -360,6 +364,28 @@ async function jobState(ctx) {
   }
 }
 
+async function stalledCheck(ctx) {
+  const { opts, queueName, base } = ctx;
+  const stalledInterval = 100;
+  const worker = new Worker(queueName, null, {
+    ...base,
+    autorun: false,
+    stalledInterval,
+    maxStalledCount: intOpt(opts, 'max-stalled-count', 1),
+  });
+  const stalled = [];
+  worker.on('stalled', jobId => stalled.push(jobId));
+  try {
+    await worker.waitUntilReady();
+    await worker.moveStalledJobsToWait(); // marks the active jobs
+    await sleep(stalledInterval + 50); // the stalled-check key expires
+    await worker.moveStalledJobsToWait();
+    out({ command: 'stalled-check', queue: queueName, stalled });
+  } finally {
+    await worker.close();
+  }
+}
+
 async function obliterate(ctx) {
   const queue = new Queue(ctx.queueName, { ...ctx.base, skipMetasUpdate: true });
   try {
@@ -411,6 +437,9 @@ async function main() {
       break;
     case 'open':
       await open(ctx);
+      break;
+    case 'stalled-check':
+      await stalledCheck(ctx);
       break;
     case 'work':
       await work(ctx);

@@ -363,6 +363,51 @@ def test_unknown_version_or_layout_is_skipped_untouched_and_reported(client, pre
     assert not [key for key in prefix_keys(prefix) if key.startswith(f"{prefix}:ghost:")]
 
 
+# --------------------------------------------------------------------------- the same as bullmq's own recovery
+
+
+def healed_state(client: redis.Redis, prefix: str, queue: str, job_ids: list[str], after: bytes) -> dict[str, Any]:
+    """What a requeue changes: the lists and sets, marker, meta, job hashes and the events after ``after``."""
+    key = f"{prefix}:{queue}:"
+    events = [fields for _, fields in client.xrange(key + "events", min=b"(" + after)]
+    return {
+        "wait": sorted(client.lrange(key + "wait", 0, -1)),
+        "paused": sorted(client.lrange(key + "paused", 0, -1)),
+        "active": client.lrange(key + "active", 0, -1),
+        "stalled": client.smembers(key + "stalled"),
+        "prioritized": client.zrange(key + "prioritized", 0, -1, withscores=True),
+        "marker": client.zrange(key + "marker", 0, -1, withscores=True),
+        "meta": client.hgetall(key + "meta"),
+        "jobs": {job_id: client.hgetall(key + job_id) for job_id in job_ids},
+        "events": sorted(sorted(fields.items()) for fields in events),
+    }
+
+
+@pytest.mark.parametrize(("paused", "max_stalled"), [(False, 1), (True, 0)], ids=["running", "paused-over-limit"])
+def test_requeue_leaves_what_bullmqs_own_stalled_recovery_leaves(
+    client, prefix, configure, bullmq_major, paused, max_stalled
+):
+    crashed = crash(prefix, "ours", count=3, stalled_interval=100)  # its stalled-check key expires fast
+    if paused:
+        run_scenario("pause", prefix, "ours")
+    wait_locks_expired(client, prefix, "ours", crashed)
+    for key in prefix_keys(prefix):  # the same state under a second name, for bullmq itself to recover
+        client.copy(key, key.replace(":ours:", ":theirs:", 1))
+    last_event = {queue: client.xrevrange(f"{prefix}:{queue}:events", count=1)[0][0] for queue in ("ours", "theirs")}
+
+    result = heal_stuck_jobs(client, configure(prefix, ["ours"], BULLMQ_MAX_STALLED_COUNT=max_stalled), Budget())
+    bullmq = run_scenario("stalled-check", prefix, "theirs", max_stalled_count=max_stalled)
+
+    assert sorted(result["requeuedJobs"]) == sorted(f"ours:{job_id}" for job_id in crashed)
+    assert sorted(bullmq["stalled"]) == sorted(crashed)
+    ours = healed_state(client, prefix, "ours", crashed, last_event["ours"])
+    theirs = healed_state(client, prefix, "theirs", crashed, last_event["theirs"])
+    assert ours == theirs
+    assert ours["paused" if paused and bullmq_major == 5 else "wait"] == sorted(job.encode() for job in crashed)
+    assert {job[b"stc"] for job in ours["jobs"].values()} == {b"1"}
+    assert all((b"defa" in job) is (max_stalled == 0) for job in ours["jobs"].values())
+
+
 # --------------------------------------------------------------------------- bullmq 5 and 6 on one queue
 
 
