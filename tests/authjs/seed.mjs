@@ -39,7 +39,12 @@ const TABLES = {
 const MINUTE = 60_000
 const HOUR = 60 * MINUTE
 // Offsets inside any zone's distance from UTC: a time read in the wrong zone lands on the wrong side of now.
-const SESSION_OFFSETS = { "live-2h": 2 * HOUR, "live-10min": 10 * MINUTE, "expired-10min": -10 * MINUTE, "expired-3h": -3 * HOUR }
+const SESSION_OFFSETS = {
+  "live-2h": 2 * HOUR,
+  "live-10min": 10 * MINUTE,
+  "expired-10min": -10 * MINUTE,
+  "expired-3h": -3 * HOUR,
+}
 const TOKEN_OFFSETS = SESSION_OFFSETS
 
 function parseArguments(argv) {
@@ -68,7 +73,12 @@ async function rawClient({ databaseUrl, schema }) {
 }
 
 async function presentRows(client, tables) {
-  const column = { session: "sessionToken", token: "token", account: "providerAccountId", authenticator: "credentialID" }
+  const column = {
+    session: "sessionToken",
+    token: "token",
+    account: "providerAccountId",
+    authenticator: "credentialID",
+  }
   const present = {}
   for (const [kind, name] of Object.entries(tables)) {
     if (kind === "user") continue
@@ -122,7 +132,11 @@ async function seed(options, opened, client) {
     }
   }
   for (const [label, offset] of Object.entries(TOKEN_OFFSETS)) {
-    const token = { identifier: `${label}@example.com`, token: `${label}-${crypto.randomUUID()}`, expires: new Date(now + offset) }
+    const token = {
+      identifier: `${label}@example.com`,
+      token: `${label}-${crypto.randomUUID()}`,
+      expires: new Date(now + offset),
+    }
     await adapter.createVerificationToken(token)
     plan.tokens.push({ identifier: token.identifier, token: token.token, expect: offset < 0 ? "expired" : "live" })
   }
@@ -146,9 +160,10 @@ async function verify(options, opened, client) {
     if (!ok) failures.push(message)
   }
   const present = await presentRows(client, TABLES[options.adapter])
-  const expectPresent = (kind, rows, key) => {
-    const live = rows.filter((row) => row.expect === "live").map((row) => row[key]).sort()
-    check(JSON.stringify(present[kind] ?? []) === JSON.stringify(live), `${kind} rows ${JSON.stringify(present[kind])} are not exactly the live ${JSON.stringify(live)}`)
+  const expectPresent = (kind, planned, key) => {
+    const live = JSON.stringify(planned.filter((row) => row.expect === "live").map((row) => row[key]).sort())
+    const rows = JSON.stringify(present[kind] ?? [])
+    check(rows === live, `${kind} rows ${rows} are not exactly the live ${live}`)
   }
   expectPresent("session", plan.sessions, "sessionToken")
   expectPresent("token", plan.tokens, "token") // before useVerificationToken consumes them
@@ -174,17 +189,23 @@ async function verify(options, opened, client) {
     else check(used === null, `expired token ${token.token} is still there`)
   }
   for (const account of plan.accounts) {
-    const user = await adapter.getUserByAccount({ provider: account.provider, providerAccountId: account.providerAccountId })
-    if (account.expect === "live") check(String(user?.id) === account.userId, `live account ${account.providerAccountId} does not resolve to its user`)
-    else check(user === null, `orphan account ${account.providerAccountId} resolves`)
+    const { provider, providerAccountId } = account
+    const user = await adapter.getUserByAccount({ provider, providerAccountId })
+    if (account.expect === "live") {
+      check(String(user?.id) === account.userId, `live account ${providerAccountId} does not resolve to its user`)
+    } else {
+      check(user === null, `orphan account ${providerAccountId} resolves`)
+    }
     if (adapter.getAccount) {
-      const row = await adapter.getAccount(account.providerAccountId, account.provider)
-      check((row !== null) === (account.expect === "live"), `account ${account.providerAccountId}: getAccount ${row ? "finds" : "misses"} it`)
+      const row = await adapter.getAccount(providerAccountId, provider)
+      const found = row !== null && row !== undefined
+      check(found === (account.expect === "live"), `${account.expect} account ${providerAccountId}: getAccount ${found ? "finds" : "misses"} it`)
     }
   }
   for (const authenticator of plan.authenticators) {
-    const row = await adapter.getAuthenticator(authenticator.credentialID)
-    check((row !== null) === (authenticator.expect === "live"), `authenticator ${authenticator.credentialID}: getAuthenticator ${row ? "finds" : "misses"} it`)
+    const { credentialID, expect } = authenticator
+    const found = (await adapter.getAuthenticator(credentialID)) != null
+    check(found === (expect === "live"), `${expect} authenticator ${credentialID}: getAuthenticator ${found ? "finds" : "misses"} it`)
   }
   return { failures, checked, present }
 }
