@@ -81,8 +81,8 @@ format: venv
 
 # The real BullMQ (Node) that tests and the demo use to create queue states, and the real Auth.js adapters
 # the heal tests seed databases through (tests/authjs; its Prisma harness is a package of its own).
-AUTHJS_PRISMA_DEPS := $(if $(wildcard tests/authjs/prisma/package.json),tests/authjs/prisma/node_modules/.installed)
-node-deps: tests/bullmq/node_modules/.installed tests/authjs/node_modules/.installed $(AUTHJS_PRISMA_DEPS)
+node-deps: tests/bullmq/node_modules/.installed tests/authjs/node_modules/.installed \
+	tests/authjs/prisma/node_modules/.installed
 tests/bullmq/node_modules/.installed: tests/bullmq/package.json tests/bullmq/package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found (Node.js 18+ is needed for the BullMQ scenarios)"; exit 1; }
 	cd tests/bullmq && npm ci --no-audit --no-fund --loglevel=error
@@ -91,7 +91,8 @@ tests/authjs/node_modules/.installed: tests/authjs/package.json tests/authjs/pac
 	@command -v npm >/dev/null || { echo "error: npm not found (Node.js 20+ is needed for the Auth.js adapters)"; exit 1; }
 	cd tests/authjs && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
-tests/authjs/prisma/node_modules/.installed: $(wildcard tests/authjs/prisma/package.json tests/authjs/prisma/package-lock.json tests/authjs/prisma/schema.prisma)
+tests/authjs/prisma/node_modules/.installed: tests/authjs/prisma/package.json tests/authjs/prisma/package-lock.json \
+	tests/authjs/prisma/schema.prisma
 	@command -v npm >/dev/null || { echo "error: npm not found (Node.js 20+ is needed for the Auth.js adapters)"; exit 1; }
 	cd tests/authjs/prisma && npm ci --no-audit --no-fund --loglevel=error && npm run --silent setup
 	@touch $@
