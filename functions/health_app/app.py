@@ -1,10 +1,13 @@
 """GET /api/health/app: uptime, memory and runtime of this execution environment."""
 
-from parel_monitoring.health import health_response
+from functools import partial
+
 from parel_monitoring.health.app import AppHealthSettings, check_app_health
+from parel_monitoring.health.route import route_settings, serve
 from parel_monitoring.observability import is_cold_start, lambda_handler
 
 
-@lambda_handler(AppHealthSettings.from_env)
-def handler(event, context, settings: AppHealthSettings):
-    return health_response(check_app_health(settings, context, cold_start=is_cold_start()))
+@lambda_handler(route_settings(AppHealthSettings.from_env))
+def handler(event, context, settings):
+    check = partial(check_app_health, settings.check, context, cold_start=is_cold_start())
+    return serve(event, settings, "app", check, handler.logger)

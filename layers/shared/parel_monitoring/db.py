@@ -21,6 +21,7 @@ from typing import TypeVar
 
 import psycopg
 
+from parel_monitoring.failures import category
 from parel_monitoring.scrub import safe_reason
 from parel_monitoring.settings import env_int, env_str, secret
 
@@ -50,11 +51,20 @@ class DatabaseSettings:
 
 
 class DatabaseUnavailable(Exception):
-    """PostgreSQL could not be reached or the work failed; ``reason`` is safe to show."""
+    """PostgreSQL could not be reached or the work failed.
 
-    def __init__(self, reason: str) -> None:
+    ``reason``: the scrubbed driver message (no URL or secret, but host, port, user and database
+    names), for logs and authorized callers; ``category``: a short fixed phrase anyone may read.
+    """
+
+    def __init__(self, reason: str, category: str = "query failed") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.category = category
+
+    @classmethod
+    def from_error(cls, exc: BaseException) -> DatabaseUnavailable:
+        return cls(safe_reason(exc), category(exc))
 
 
 class Database:
@@ -99,16 +109,16 @@ class Database:
         except psycopg.OperationalError as exc:
             if not (reused and self._conn is not None and self._conn.broken):
                 self.close()
-                raise DatabaseUnavailable(safe_reason(exc)) from None
+                raise DatabaseUnavailable.from_error(exc) from None
         except psycopg.Error as exc:
-            raise DatabaseUnavailable(safe_reason(exc)) from None
+            raise DatabaseUnavailable.from_error(exc) from None
         # The connection kept from an earlier invocation had died: one fresh attempt.
         self.close()
         try:
             return self._attempt(work)
         except psycopg.Error as exc:
             self.close()
-            raise DatabaseUnavailable(safe_reason(exc)) from None
+            raise DatabaseUnavailable.from_error(exc) from None
 
 
 @functools.cache

@@ -1,15 +1,87 @@
-"""Health checks shared by the health routes (and, later, the scheduled sweep)."""
+"""Health checks shared by the health routes and the scheduled sweep.
+
+Every check returns a full document (``status`` plus its figures). :func:`log_checks` writes the
+trace of a run: one structured line per component, DEBUG when healthy, WARNING when degraded,
+ERROR when unhealthy, with the full scrubbed reason (:func:`problem`), so an answer seen by an
+uptime monitor can be found in the logs by its correlation ID.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from parel_monitoring.http import NO_STORE, json_response
-
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 STATUS_CODES = {HEALTHY: 200, DEGRADED: 200, UNHEALTHY: 503}
 
 
-def health_response(result: dict[str, Any]) -> dict[str, Any]:
-    """healthy/degraded -> 200, unhealthy -> 503; never cached."""
-    return json_response(STATUS_CODES[result["status"]], result, NO_STORE)
+def _app_problems(result: dict[str, Any]) -> list[str]:
+    usage = (result.get("memory") or {}).get("system", {}).get("usagePercent")
+    limit = (result.get("thresholds") or {}).get("memoryPercent")
+    return [f"memory usage {usage}% above MEMORY_THRESHOLD_PCT {limit}%"] if result["status"] == UNHEALTHY else []
+
+
+def _db_problems(result: dict[str, Any]) -> list[str]:
+    problems = []
+    query, pool = result.get("query") or {}, result.get("pool") or {}
+    if query.get("healthy") is False and query.get("responseTime"):
+        problems.append(f"query took {query['responseTime']} (threshold {query.get('threshold')})")
+    if pool.get("healthy") is False:
+        problems.append(
+            f"connection usage {pool.get('usagePercent')}% ({pool.get('total')} of {pool.get('max')}; "
+            f"threshold {pool.get('threshold')})"
+        )
+    return problems
+
+
+def _queue_problems(result: dict[str, Any]) -> list[str]:
+    problems = []
+    thresholds = result.get("thresholds") or {}
+    lag, failure = thresholds.get("highPriorityLag") or {}, thresholds.get("failureRate") or {}
+    if lag.get("current") is not None and lag["current"] >= lag["warning"]:
+        problems.append(f"high-priority lag {lag['current']} (warning {lag['warning']}, critical {lag['critical']})")
+    if failure.get("current") is not None and failure["current"] >= failure["warning"]:
+        problems.append(
+            f"failure rate {failure['current']}% (warning {failure['warning']}%, critical {failure['critical']}%)"
+        )
+    for key, label in (("missingQueues", "missing"), ("unreadableQueues", "unreadable"), ("pausedQueues", "paused")):
+        if result.get(key):
+            problems.append(f"{label} queues: {', '.join(map(str, result[key]))}")
+    return problems
+
+
+_PROBLEMS = {"app": _app_problems, "db": _db_problems, "queue": _queue_problems}
+
+
+def problem(component: str, result: dict[str, Any]) -> str | None:
+    """Why ``result`` is not healthy, in full (for the log line and authorized callers); None if healthy."""
+    if result["status"] == HEALTHY:
+        return None
+    if result.get("reason"):
+        return str(result["reason"])
+    found = _PROBLEMS.get(component, lambda _: [])(result)
+    return "; ".join(found) or result["status"]
+
+
+def log_checks(logger: Any, checks: dict[str, dict[str, Any]], **fields: Any) -> None:
+    """One line per component: DEBUG healthy, WARNING degraded, ERROR unhealthy (correlation ID added by the logger)."""
+    for component, result in checks.items():
+        status = result["status"]
+        extra = {"component": component, "status": status, **fields}
+        if status == HEALTHY:
+            logger.debug("Health check healthy", extra)
+            continue
+        extra["reason"] = problem(component, result)
+        if result.get("reasonCategory"):
+            extra["reasonCategory"] = result["reasonCategory"]
+        if status == DEGRADED:
+            logger.warning("Health check degraded", extra)
+        else:
+            logger.error("Health check unhealthy", None, extra)
+
+
+def public_check(result: dict[str, Any]) -> dict[str, Any]:
+    """What anyone may read of a check: its status, and the category of an unhealthy one's failure."""
+    view: dict[str, Any] = {"status": result["status"]}
+    if result.get("reasonCategory"):
+        view["reason"] = result["reasonCategory"]
+    return view

@@ -15,15 +15,16 @@ from parel_monitoring import __version__
 from parel_monitoring.bullmq import get_redis
 from parel_monitoring.clock import utc_now_iso
 from parel_monitoring.db import get_database
-from parel_monitoring.health import DEGRADED, HEALTHY, STATUS_CODES, UNHEALTHY
+from parel_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY, public_check
 from parel_monitoring.health.app import AppHealthSettings, check_app_health
 from parel_monitoring.health.db import DbHealthSettings, check_db_health
 from parel_monitoring.health.queue import QueueHealthSettings, check_queue_health
-from parel_monitoring.http import NO_STORE, json_response
 
 HEALTH_JSON = "application/health+json"
 _SEVERITY = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
 _IETF_STATUS = {HEALTHY: "pass", DEGRADED: "warn", UNHEALTHY: "fail"}
+# Component name and type of each check in the public health+json document.
+_PUBLIC_COMPONENTS = {"app": ("app", "system"), "db": ("postgresql", "datastore"), "queue": ("bullmq", "component")}
 # The db and queue checks wait on the network: run them side by side.
 _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="health")
 
@@ -109,8 +110,32 @@ def to_health_json(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def aggregate_response(result: dict[str, Any], accept: str | None) -> dict[str, Any]:
-    status_code = STATUS_CODES[result["status"]]
-    if accept and HEALTH_JSON in accept.lower():
-        return json_response(status_code, to_health_json(result), {**NO_STORE, "content-type": HEALTH_JSON})
-    return json_response(status_code, result, NO_STORE)
+def public_result(result: dict[str, Any]) -> dict[str, Any]:
+    """What anyone may read of :func:`check_all`'s result: the statuses (and failure categories)."""
+    checks = {name: public_check(check) for name, check in result["checks"].items()}
+    return {"status": result["status"], "checks": checks}
+
+
+def public_health_json(result: dict[str, Any]) -> dict[str, Any]:
+    """The IETF draft's shape of :func:`public_result`: one entry per component, no figures."""
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for name, check in result["checks"].items():
+        key, component_type = _PUBLIC_COMPONENTS[name]
+        entry = {"componentType": component_type, "status": _IETF_STATUS[check["status"]]}
+        if check.get("reasonCategory"):
+            entry["output"] = check["reasonCategory"]
+        checks[key] = [entry]
+    return {"status": _IETF_STATUS[result["status"]], "checks": checks}
+
+
+def aggregate_view(accept: str | None) -> Any:
+    """The view of GET /api/health for this ``Accept``: JSON or ``application/health+json``, full or public."""
+    health_json = bool(accept and HEALTH_JSON in accept.lower())
+
+    def view(result: dict[str, Any], details: bool, cached: bool) -> tuple[dict[str, Any], dict[str, str]]:
+        if health_json:
+            body = to_health_json(result) if details else public_health_json(result)
+            return body, {"content-type": HEALTH_JSON}
+        return ({**result, "cached": cached} if details else public_result(result)), {}
+
+    return view

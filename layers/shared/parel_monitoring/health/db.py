@@ -58,6 +58,7 @@ def check_db_health(settings: DbHealthSettings, database: Database) -> dict[str,
         return {
             "status": UNHEALTHY,
             "reason": exc.reason,
+            "reasonCategory": exc.category,
             "query": {"responseTime": None, "threshold": threshold, "healthy": False},
             "pool": None,
         }

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from parel_monitoring.bullmq import COUNT_TYPES, QueueSettings, RedisSettings, job_counts
+from parel_monitoring.failures import category
 from parel_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY
 from parel_monitoring.scrub import safe_reason
 from parel_monitoring.settings import ConfigurationError, env_float, env_int
@@ -72,6 +73,7 @@ def check_queue_health(settings: QueueHealthSettings, client: redis.Redis) -> di
         return {
             "status": UNHEALTHY,
             "reason": safe_reason(exc),
+            "reasonCategory": category(exc),
             "queues": [],
             "summary": None,
             "thresholds": thresholds,
