@@ -177,8 +177,8 @@ def _headers(message: Any) -> dict[str, str]:
 def _describe_error(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, urllib.error.URLError):
         exc = exc.reason if isinstance(exc.reason, BaseException) else RuntimeError(str(exc.reason))
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout:g} s"
+    if isinstance(exc, TimeoutError):  # the socket's timeout and the overall one race: one wording for both
+        return f"no complete answer within {timeout:g} s"
     if isinstance(exc, http.client.HTTPException):
         return f"invalid HTTP answer ({type(exc).__name__})"
     return f"no answer: {exc}" if str(exc) else f"no answer: {type(exc).__name__}"
