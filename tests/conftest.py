@@ -157,3 +157,27 @@ def bullmq_major(request, monkeypatch) -> int:
     """Runs the test once per supported bullmq major: scenario.mjs (and any Node child) uses it."""
     monkeypatch.setenv("BULLMQ_MAJOR", str(request.param))
     return request.param
+
+
+@pytest.fixture(scope="session")
+def password_protected_redis():
+    """A throwaway ``redis-server --requirepass right-Pa55word`` (the shared one has no password): its URL."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server not found (apt-get install redis-server)"
+    port, work_dir = services._free_port(), tempfile.mkdtemp(prefix="parel-redis-auth-")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", "right-Pa55word", "--save", "",
+         "--appendonly", "no", "--dir", work_dir],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        services._wait_listening(port, "Redis")
+        yield f"redis://default:right-Pa55word@127.0.0.1:{port}/0"
+    finally:
+        process.kill()
+        process.wait()
+        shutil.rmtree(work_dir, ignore_errors=True)
