@@ -3,12 +3,21 @@
 Routes come from the built template's ``HttpApi`` events (``.aws-sam/local``, see
 `make build`). Each HTTP request becomes an API Gateway payload-2.0 event; a
 protected route first runs its Lambda authorizer (REQUEST, payload 2.0, simple
-responses); the route's function runs in a warm execution environment of its
-own under the Lambda Runtime Interface Emulator (started on first use, one
-invocation at a time), and its payload-2.0 response becomes the HTTP response.
-Requests are logged to stderr as ``METHOD path status ms``.
+responses); the route's function runs in a warm execution environment under the
+Lambda Runtime Interface Emulator, and its payload-2.0 response becomes the HTTP
+response. Requests are logged to stderr as ``METHOD path status ms``.
 
-    python tools/local_api.py --port 3000 --env-vars env.json
+Concurrency is Lambda's: each function has a pool of execution environments,
+each serving one invocation at a time, started only when a request finds every
+environment of the pool busy. A pool holds at most the function's
+``ReservedConcurrentExecutions`` (resolved against the template's parameters,
+``--parameter-overrides`` and the env-vars file's ``Parameters``, as the
+environment variables are), or ``--max-environments`` when unreserved; a request
+that finds the pool full and busy is throttled: 429 ``{"message":"Too Many
+Requests"}``.
+
+    python tools/local_api.py --port 3000 --env-vars env.json [--max-environments 10]
+        [--parameter-overrides PublicHealthReservedConcurrency=3]
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from lambda_emulator import (
     EmulatorError,
     Invocation,
     load_function,
+    parse_overrides,
     read_env_file,
 )
 from services import ServiceUnavailable, postgres_url, redact, redis_url
@@ -47,6 +57,7 @@ STAGE = "$default"
 DEFAULT_ROUTE = "$default"
 TEXT_SUBTYPES = ("json", "xml", "javascript", "x-www-form-urlencoded", "graphql", "yaml", "csv")
 HOP_BY_HOP = frozenset({"connection", "content-length", "transfer-encoding", "keep-alive"})
+DEFAULT_MAX_ENVIRONMENTS = 10  # per unreserved function (Lambda's unreserved pool is the account's, 1000 by default)
 
 
 class Route(NamedTuple):
@@ -83,6 +94,10 @@ def gateway_response(status: int, message: str, problem: str | None = None) -> R
 
 class FunctionFailed(Exception):
     pass
+
+
+class Throttled(Exception):
+    """Every execution environment the function may have is busy (Lambda's TooManyRequestsException)."""
 
 
 # --------------------------------------------------------------------------- routes
@@ -132,6 +147,94 @@ def read_routes(template: Mapping[str, Any]) -> tuple[list[Route], dict[str, Aut
             routes.append(Route("ANY" if method == "X-AMAZON-APIGATEWAY-ANY-METHOD" else method,
                                 props.get("Path", DEFAULT_ROUTE), logical_id, name))  # fmt: skip
     return routes, authorizers
+
+
+def template_parameters(
+    template: Mapping[str, Any], overrides: Mapping[str, str] | None = None, env_vars: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Parameter values as lambda_emulator.load_function resolves them: defaults, overrides, env-vars ``Parameters``."""
+    parameters = {name: str(spec.get("Default", "")) for name, spec in (template.get("Parameters") or {}).items()}
+    parameters.update(overrides or {})
+    if env_vars and isinstance(env_vars.get("Parameters"), dict):
+        parameters.update({name: str(value) for name, value in env_vars["Parameters"].items()})
+    return parameters
+
+
+class _Intrinsics:
+    """The intrinsics a ``ReservedConcurrentExecutions`` can use: Ref, Fn::If and the condition functions."""
+
+    def __init__(self, template: Mapping[str, Any], parameters: Mapping[str, str]) -> None:
+        self.parameters = parameters
+        self.conditions = template.get("Conditions") or {}
+
+    def value(self, node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            ((name, argument),) = node.items()
+            if name == "Ref":
+                if argument == "AWS::NoValue":
+                    return None
+                if argument in self.parameters:
+                    return self.parameters[argument]
+                if argument in PSEUDO_PARAMETERS:
+                    return PSEUDO_PARAMETERS[argument]
+                raise EmulatorError(f"cannot resolve Ref {argument!r} locally")
+            if name == "Fn::If":
+                condition, when_true, when_false = argument
+                return self.value(when_true if self.condition(condition) else when_false)
+            if name == "Fn::Join":
+                separator, items = argument
+                items = self.value(items)
+                return separator.join(str(self.value(item)) for item in items)
+            if name == "Fn::Select":
+                index, items = argument
+                return self.value(self.value(items)[int(self.value(index))])
+            raise EmulatorError(f"cannot resolve {name} locally")
+        if isinstance(node, list):
+            return [self.value(item) for item in node]
+        return node
+
+    def condition(self, node: Any) -> bool:
+        if isinstance(node, str):
+            return self.condition(self.conditions[node])
+        ((name, argument),) = node.items()
+        if name == "Condition":
+            return self.condition(argument)
+        if name == "Fn::Equals":
+            left, right = (self.value(item) for item in argument)
+            return str(left) == str(right)
+        if name == "Fn::Not":
+            return not self.condition(argument[0])
+        if name == "Fn::And":
+            return all(self.condition(item) for item in argument)
+        if name == "Fn::Or":
+            return any(self.condition(item) for item in argument)
+        raise EmulatorError(f"cannot evaluate condition function {name} locally")
+
+
+def reserved_concurrency(
+    template: Mapping[str, Any], parameters: Mapping[str, str], functions: set[str] | None = None
+) -> dict[str, int | None]:
+    """Each function's ``ReservedConcurrentExecutions`` (None: unreserved), parameters resolved."""
+    resources = template.get("Resources") or {}
+    globals_ = (template.get("Globals") or {}).get("Function") or {}
+    intrinsics = _Intrinsics(template, parameters)
+    reserved: dict[str, int | None] = {}
+    for logical_id, resource in resources.items():
+        if resource.get("Type") != "AWS::Serverless::Function" or logical_id not in (functions or resources):
+            continue
+        default = globals_.get("ReservedConcurrentExecutions")
+        node = (resource.get("Properties") or {}).get("ReservedConcurrentExecutions", default)
+        value = intrinsics.value(node)
+        if value in (None, ""):
+            reserved[logical_id] = None
+            continue
+        try:
+            reserved[logical_id] = int(value)
+        except (TypeError, ValueError):
+            raise EmulatorError(f"{logical_id}: ReservedConcurrentExecutions {value!r} is not a number") from None
+        if reserved[logical_id] < 0:
+            raise EmulatorError(f"{logical_id}: ReservedConcurrentExecutions {value!r} is negative")
+    return reserved
 
 
 class _RouteMatcher:
@@ -300,29 +403,90 @@ def http_response(raw: bytes) -> Response:
 # --------------------------------------------------------------------------- the API
 
 
-class _Environments:
-    """One warm execution environment per function, started on first use; one invocation at a time each."""
+class _Pool:
+    """The execution environments of one function: idle ones, and how many exist (busy, idle or starting)."""
 
-    def __init__(self, start: Callable[[str], Emulator], functions: set[str]) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.idle: list[Emulator] = []
+        self.size = 0
+        self.peak = 0
+        self.started = 0
+        self.throttled = 0
+
+    def stats(self) -> dict[str, int]:
+        return {"limit": self.limit, "environments": self.size, "peak": self.peak, "started": self.started,
+                "throttled": self.throttled}  # fmt: skip
+
+
+class _Environments:
+    """Lambda's concurrency: per function up to ``limit`` environments, started on demand, one invocation each."""
+
+    def __init__(self, start: Callable[[str], Emulator], limits: Mapping[str, int]) -> None:
         self._start = start
-        self._locks = {function: threading.Lock() for function in functions}
-        self._emulators: dict[str, Emulator] = {}
+        self._lock = threading.Lock()
+        self._pools = {function: _Pool(limit) for function, limit in limits.items()}
+        self._live: dict[Emulator, str] = {}  # every environment not yet stopped -> its function
+        self._stopped = False
 
     def invoke(self, function: str, event: dict[str, Any]) -> Invocation:
-        with self._locks[function]:
-            emulator = self._emulators.get(function)
-            if emulator is None or (emulator.process is not None and emulator.process.poll() is not None):
-                emulator = self._emulators[function] = self._start(function)  # a new one after a crash
+        pool = self._pools[function]
+        with self._lock:
+            if self._stopped:
+                raise EmulatorError("the local API is stopping")
+            emulator = pool.idle.pop() if pool.idle else None  # the most recently used one
+            if emulator is None:
+                if pool.size >= pool.limit:
+                    pool.throttled += 1
+                    raise Throttled(f"{function}: {pool.size} of {pool.limit} environments busy")
+                pool.size += 1
+                pool.peak = max(pool.peak, pool.size)
+        try:
+            if emulator is not None and emulator.process is not None and emulator.process.poll() is not None:
+                self._forget(emulator)  # it crashed after its last invocation: a new one in its place
+                emulator = None
+            if emulator is None:
+                emulator = self._start(function)
+                with self._lock:
+                    pool.started += 1
+                    self._live[emulator] = function
+        except BaseException:
+            with self._lock:
+                pool.size -= 1
+            raise
+        try:
             return emulator.invoke(event)
+        finally:
+            with self._lock:
+                stopped = self._stopped
+                if not stopped:
+                    pool.idle.append(emulator)
+            if stopped:
+                self._forget(emulator)
+
+    def _forget(self, emulator: Emulator) -> None:
+        emulator.stop()
+        with self._lock:
+            self._live.pop(emulator, None)
 
     @property
     def warm(self) -> frozenset[str]:
-        return frozenset(self._emulators.copy())
+        with self._lock:
+            return frozenset(self._live.values())
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {function: pool.stats() for function, pool in self._pools.items()}
 
     def stop(self) -> None:
-        for emulator in self._emulators.values():
+        with self._lock:
+            self._stopped = True
+            emulators = list(self._live)
+            self._live.clear()
+            for pool in self._pools.values():
+                pool.idle.clear()
+        for emulator in emulators:
             emulator.stop()
-        self._emulators.clear()
 
 
 class LocalApi:
@@ -336,6 +500,9 @@ class LocalApi:
         host: str = "127.0.0.1",
         port: int = 0,
         function_logs: bool = False,
+        max_environments: int = DEFAULT_MAX_ENVIRONMENTS,
+        parameter_overrides: dict[str, str] | None = None,
+        request_log: bool = True,
     ) -> None:
         from samcli.yamlhelper import yaml_parse
 
@@ -347,14 +514,22 @@ class LocalApi:
         self.extra_env = extra_env or {}
         self.host, self.port = host, port
         self.function_logs = function_logs
-        self.routes, self.authorizers = read_routes(yaml_parse(template_path.read_text()))
+        self.request_log = request_log
+        self.parameter_overrides = parameter_overrides or {}
+        if max_environments < 1:
+            raise EmulatorError("max_environments must be at least 1")
+        template = yaml_parse(template_path.read_text())
+        self.routes, self.authorizers = read_routes(template)
         self._matcher = _RouteMatcher(self.routes)
         functions = {route.function for route in self.routes} | {a.function for a in self.authorizers.values()}
-        self._environments = _Environments(self._start_environment, functions)
+        parameters = template_parameters(template, self.parameter_overrides, self.env_vars)
+        self.reserved = reserved_concurrency(template, parameters, functions)
+        self.limits = {f: max_environments if self.reserved[f] is None else self.reserved[f] for f in functions}
+        self._environments = _Environments(self._start_environment, self.limits)
         self._server: ThreadingHTTPServer | None = None
 
     def _start_environment(self, function: str) -> Emulator:
-        spec = load_function(function, self.build_dir, env_vars=self.env_vars)
+        spec = load_function(function, self.build_dir, self.parameter_overrides, env_vars=self.env_vars)
         return Emulator(spec, extra_env=self.extra_env).start()
 
     def _invoke(self, function: str, event: dict[str, Any]) -> bytes:
@@ -372,8 +547,12 @@ class LocalApi:
 
     @property
     def warm_functions(self) -> frozenset[str]:
-        """The functions whose execution environment has started (for tests and the curious)."""
+        """The functions with at least one execution environment started (for tests and the curious)."""
         return self._environments.warm
+
+    def environment_stats(self) -> dict[str, dict[str, int]]:
+        """Per function: ``limit``, ``environments`` now, their ``peak``, how many ``started``, ``throttled``."""
+        return self._environments.stats()
 
     def start(self) -> LocalApi:
         server = _Server((self.host, self.port), _RequestHandler)
@@ -414,6 +593,8 @@ class LocalApi:
                 if denial is not None:
                     return denial
             return http_response(self._invoke(route.function, event))
+        except Throttled as exc:
+            return gateway_response(429, "Too Many Requests", str(exc))
         except (FunctionFailed, EmulatorError, OSError) as exc:
             return gateway_response(500, "Internal Server Error", f"{route.function}: {exc}")
 
@@ -436,6 +617,7 @@ class LocalApi:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 drops the connections of a burst of clients
     api: LocalApi
 
 
@@ -472,9 +654,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             response = gateway_response(413, "Request Entity Too Large") if body is None else self._respond(body)
         if body is None:
             self.close_connection = True  # the rest of the body is still unread
-        elapsed_ms = (time.monotonic() - started) * 1000
-        problem = f" ({response.problem})" if response.problem else ""
-        sys.stderr.write(f"{self.command} {urlsplit(self.path).path} {response.status} {elapsed_ms:.0f} ms{problem}\n")
+        if self.server.api.request_log:
+            elapsed_ms = (time.monotonic() - started) * 1000
+            problem = f" ({response.problem})" if response.problem else ""
+            path = urlsplit(self.path).path
+            sys.stderr.write(f"{self.command} {path} {response.status} {elapsed_ms:.0f} ms{problem}\n")
         self._send(response)
 
     def _respond(self, body: bytes) -> Response:
@@ -528,17 +712,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=3000, help="port on 127.0.0.1 (0: any free port)")
     parser.add_argument("-n", "--env-vars", help="env.json in the format of sam local start-api --env-vars")
     parser.add_argument("--build-dir", default=str(BUILD_DIR), help="the `make build` output")
+    parser.add_argument("--max-environments", type=int, default=DEFAULT_MAX_ENVIRONMENTS, metavar="N",
+                        help="execution environments per function without ReservedConcurrentExecutions "
+                             f"(default {DEFAULT_MAX_ENVIRONMENTS})")  # fmt: skip
+    parser.add_argument("--parameter-overrides", nargs="*", default=[], metavar="Name=Value",
+                        help="template parameters, e.g. PublicHealthReservedConcurrency=5")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         env_vars = read_env_file(args.env_vars)
-        api = LocalApi(Path(args.build_dir), env_vars, service_urls(env_vars), port=args.port, function_logs=True)
+        api = LocalApi(Path(args.build_dir), env_vars, service_urls(env_vars), port=args.port, function_logs=True,
+                       max_environments=args.max_environments,
+                       parameter_overrides=parse_overrides(args.parameter_overrides))  # fmt: skip
         api.start()
     except (EmulatorError, ServiceUnavailable, OSError) as exc:
         print(f"local-api: {exc}", file=sys.stderr)
         return 1
     for route in api.routes:
         protection = f"  [{route.authorizer}]" if route.authorizer else ""
-        print(f"  {route.method:<7} {route.path:<28} -> {route.function}{protection}")
+        reserved = "reserved" if api.reserved[route.function] is not None else "unreserved"
+        limit = f"  (≤ {api.limits[route.function]} environments, {reserved})"
+        print(f"  {route.method:<7} {route.path:<28} -> {route.function}{protection}{limit}")
     print(f"Serving on {api.url} (Ctrl-C to stop)", flush=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the environments on kill too
     try:

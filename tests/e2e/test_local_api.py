@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -119,10 +120,17 @@ def test_a_correlation_id_is_generated_when_absent(api):
     assert uuid.UUID(reply.headers["x-correlation-id"]).version == 4
 
 
-def test_a_second_request_reuses_the_warm_environment(api):
-    first, second = (send(api.url, "GET", "/api/health/app").json()["runtime"] for _ in range(2))
+def test_a_second_request_reuses_the_warm_environment(built):
+    # The details (runtime) are for the admin token; the cache off (through the env-vars file, as sam local
+    # passes it), so the second answer is the warm environment's own rather than the first one reused.
+    env_vars = {"HealthAppFunction": {"HEALTH_CACHE_TTL_S": "0", "ADMIN_API_TOKEN": TOKEN}}
+    with LocalApi(built, env_vars=env_vars, request_log=False) as api:
+        replies = [send(api.url, "GET", "/api/health/app", [("Authorization", f"Bearer {TOKEN}")]) for _ in range(2)]
+        assert api.environment_stats()["HealthAppFunction"]["started"] == 1
+    first, second = (reply.json()["runtime"] for reply in replies)
     assert first["pid"] == second["pid"]
     assert (first["coldStart"], second["coldStart"]) == (True, False)
+    assert replies[1].headers["cache-control"] == "no-store"
 
 
 def test_admin_route_without_authorization_is_401_before_any_function_runs(api):
@@ -165,12 +173,45 @@ def test_unknown_routes_are_404(api):
     assert not api.warm_functions
 
 
-def test_concurrent_requests_all_succeed(api):
-    paths = ["/api/health/app", "/api/health/db"] * 5
-    with ThreadPoolExecutor(len(paths)) as pool:
-        replies = list(pool.map(lambda path: send(api.url, "GET", path), paths))
-    assert [reply.status for reply in replies] == [200] * len(paths)
-    assert len({reply.json()["runtime"]["pid"] for reply in replies[::2]}) == 1  # one warm environment
+def db_backends(url: str) -> set[int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
+            ("parel-monitoring:HealthDbFunction",),
+        )
+        return {pid for (pid,) in rows}
+
+
+def test_a_flood_beyond_the_reserved_concurrency_is_throttled_and_environments_stay_bounded(
+    built, database_url, queue_prefix
+):
+    """Like Lambda: at most ReservedConcurrentExecutions environments (here 3, a parameter override), 429 beyond."""
+    services = {"DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "QUEUE_NAMES": ",".join(QUEUES),
+                "BULLMQ_PREFIX": queue_prefix, "ALERT_TOPIC_ARN": ""}  # fmt: skip
+    overrides = {"PublicHealthReservedConcurrency": "3"}
+    with LocalApi(built, extra_env=services, parameter_overrides=overrides, request_log=False) as api:
+        assert api.limits["HealthDbFunction"] == 3 and api.reserved["HealthDbFunction"] == 3
+        barrier = threading.Barrier(24)
+
+        def request(_: int) -> Reply:
+            barrier.wait(timeout=30)
+            return send(api.url, "GET", "/api/health/db")
+
+        with ThreadPoolExecutor(24) as pool:  # all at once, while the first environments are still starting
+            replies = list(pool.map(request, range(24)))
+        backends = db_backends(database_url)
+        stats = api.environment_stats()["HealthDbFunction"]
+        sequential = [send(api.url, "GET", "/api/health/db") for _ in range(5)]  # the warm ones serve these
+        after = api.environment_stats()["HealthDbFunction"]
+    statuses = [reply.status for reply in replies]
+    assert set(statuses) == {200, 429}, statuses
+    throttled = [reply for reply in replies if reply.status == 429]
+    assert all(reply.json() == {"message": "Too Many Requests"} for reply in throttled)
+    assert all(len(reply.headers["apigw-requestid"]) == 16 for reply in throttled)
+    assert stats["throttled"] == len(throttled) and 1 <= stats["peak"] <= 3 and stats["started"] <= 3
+    assert 1 <= len(backends) <= 3  # one PostgreSQL connection per environment, never more
+    assert [reply.status for reply in sequential] == [200] * 5
+    assert after["started"] == stats["started"] and after["throttled"] == stats["throttled"]
 
 
 def test_cli_prints_the_routes_serves_them_and_never_logs_the_token(built):
@@ -196,10 +237,13 @@ def test_cli_prints_the_routes_serves_them_and_never_logs_the_token(built):
 # --------------------------------------------------------------------------- the gateway's mapping, on an echo function
 
 ECHO = """
-import base64, json
+import base64, json, os, time
 
 def handler(event, context):
     reply = (event.get("queryStringParameters") or {}).get("reply")
+    if reply == "sleep":
+        time.sleep(1)
+        return {"statusCode": 200, "headers": {"x-pid": str(os.getpid())}, "body": ""}
     if reply == "raise":
         raise RuntimeError("boom")
     if reply == "plain":
@@ -224,12 +268,16 @@ def http_api_event(method: str, path: str, authorizer: str | None = None) -> dic
     }
 
 
-def function(code_uri: str, events: dict | None = None) -> dict:
+def function(code_uri: str, events: dict | None = None, reserved: object = None) -> dict:
     properties = {"CodeUri": code_uri, "Handler": "app.handler", "Events": events or {}}
+    if reserved is not None:
+        properties["ReservedConcurrentExecutions"] = reserved
     return {"Type": "AWS::Serverless::Function", "Properties": properties}
 
 
 ECHO_TEMPLATE = {
+    "Parameters": {"EchoConcurrency": {"Type": "String", "Default": "2"}},
+    "Conditions": {"EchoReserved": {"Fn::Not": [{"Fn::Equals": [{"Ref": "EchoConcurrency"}, ""]}]}},
     "Resources": {
         "Api": {
             "Type": "AWS::Serverless::HttpApi",
@@ -254,9 +302,11 @@ ECHO_TEMPLATE = {
                 "Files": http_api_event("GET", "/files/{path+}", "NONE"),
                 "Private": http_api_event("POST", "/private"),  # the DefaultAuthorizer
             },
+            # Reserved unless the parameter is empty, as a template may write it.
+            {"Fn::If": ["EchoReserved", {"Ref": "EchoConcurrency"}, {"Ref": "AWS::NoValue"}]},
         ),
-        "GateFunction": function("gate"),
-    }
+        "GateFunction": function("gate"),  # unreserved
+    },
 }
 
 
@@ -268,8 +318,42 @@ def echo_api(built, tmp_path_factory):
         (build_dir / name).mkdir()
         (build_dir / name / "app.py").write_text(code)
     (build_dir / "template.yaml").write_text(json.dumps(ECHO_TEMPLATE))  # JSON is YAML
-    with LocalApi(build_dir) as running:
+    with LocalApi(build_dir, max_environments=4) as running:
         yield running
+
+
+def test_the_environment_limit_is_the_resolved_reserved_concurrency_else_max_environments(echo_api):
+    build_dir = echo_api.build_dir
+    assert echo_api.limits == {"EchoFunction": 2, "GateFunction": 4}
+    assert echo_api.reserved == {"EchoFunction": 2, "GateFunction": None}
+    assert LocalApi(build_dir, parameter_overrides={"EchoConcurrency": "5"}).limits["EchoFunction"] == 5
+    assert LocalApi(build_dir, env_vars={"Parameters": {"EchoConcurrency": "0"}}).limits["EchoFunction"] == 0
+    unreserved = LocalApi(build_dir, parameter_overrides={"EchoConcurrency": ""}, max_environments=7)
+    assert unreserved.limits == {"EchoFunction": 7, "GateFunction": 7}
+
+
+def test_concurrent_invocations_get_their_own_environments_up_to_the_limit_then_429(echo_api):
+    before = echo_api.environment_stats()["EchoFunction"]
+    with ThreadPoolExecutor(6) as pool:  # each invocation takes 1 s: two run, four are throttled at once
+        replies = list(pool.map(lambda _: send(echo_api.url, "GET", "/items/1?reply=sleep"), range(6)))
+    ok = [reply for reply in replies if reply.status == 200]
+    throttled = [reply for reply in replies if reply.status == 429]
+    assert (len(ok), len(throttled)) == (2, 4), [reply.status for reply in replies]
+    assert {reply.json()["message"] for reply in throttled} == {"Too Many Requests"}
+    assert len({reply.headers["x-pid"] for reply in ok}) == 2  # two execution environments
+    stats = echo_api.environment_stats()["EchoFunction"]
+    assert stats["peak"] == 2 and stats["environments"] == 2 and stats["started"] <= 2
+    assert stats["throttled"] == before["throttled"] + 4
+    again = send(echo_api.url, "GET", "/items/1?reply=sleep")  # a warm one, no new environment
+    assert again.status == 200 and again.headers["x-pid"] in {reply.headers["x-pid"] for reply in ok}
+    assert echo_api.environment_stats()["EchoFunction"]["started"] == stats["started"]
+
+
+def test_a_reserved_concurrency_of_zero_throttles_every_request(echo_api):
+    with LocalApi(echo_api.build_dir, parameter_overrides={"EchoConcurrency": "0"}) as api:
+        reply = send(api.url, "GET", "/items/1")
+        assert (reply.status, reply.json()) == (429, {"message": "Too Many Requests"})
+        assert not api.warm_functions
 
 
 def test_the_event_carries_the_request_as_payload_2_0(echo_api):
