@@ -6,6 +6,7 @@ import uuid
 import pytest
 import redis
 
+import services
 from parel_monitoring.bullmq import RedisSettings, get_redis
 from parel_monitoring.notify import dedup
 from parel_monitoring.notify.dedup import AlertState
@@ -65,3 +66,20 @@ def test_redis_down_fails_open(closed_port, capsys):
 def test_window_zero_disables_deduplication(client):
     state = AlertState(client, window_s=0)
     assert [state.admit(alert(), f"m{i}") for i in range(3)] == [(True, 0)] * 3
+
+
+def test_each_decision_is_one_atomic_script_call():
+    """Deliver-or-suppress is one server-side step (no window can close or be counted between round trips):
+    after the script is loaded, every decision is exactly one EVALSHA."""
+    url, _ = services.start_throwaway_redis()  # its own server: no other test's commands in the counts
+    connection = redis.Redis.from_url(url, socket_timeout=2)
+    state = AlertState(connection, window_s=60)
+    assert state.admit(alert(), "warm-up") == (True, 0)  # loads the script
+    connection.config_resetstat()
+    decisions = [state.admit(alert(), f"m{n}") for n in range(5)] + [state.admit(alert(), "warm-up")]
+    assert decisions == [(False, 0)] * 5 + [(True, 0)]
+    calls = {
+        name.removeprefix("cmdstat_"): figures["calls"] for name, figures in connection.info("commandstats").items()
+    }
+    # Redis counts the script's own commands too; what the client sent is the EVALSHAs alone.
+    assert calls.get("evalsha") == 6 and "getdel" not in calls, calls

@@ -25,10 +25,28 @@ def _fingerprint(alert: Alert) -> str:
     return hashlib.sha256(f"{alert.severity}\n{alert.title}".encode()).hexdigest()[:32]
 
 
+# One decision, atomically (a window can neither close nor be counted twice between steps).
+# KEYS: the window key, the suppressed counter. ARGV: message id, window s, counter ttl s.
+# Replies {1, suppressed before it} to deliver (opening the window, or a retry of the message
+# that opened it: {1, 0}), {0, 0} to suppress (counted).
+_ADMIT_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  local suppressed = tonumber(redis.call('GET', KEYS[2]) or '0')
+  redis.call('DEL', KEYS[2])
+  return {1, suppressed}
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return {1, 0} end
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return {0, 0}
+"""
+
+
 class AlertState:
     def __init__(self, client: redis.Redis | None, window_s: int) -> None:
         self.client = client
         self.window_s = window_s
+        self._admit = client.register_script(_ADMIT_LUA) if client is not None else None
 
     def _fail_open(self, action: str, exc: Exception) -> None:
         create_logger("alerts").warning(
@@ -39,19 +57,14 @@ class AlertState:
         """``(deliver?, similar alerts suppressed before it)``; counts a suppressed one."""
         if self.client is None or self.window_s <= 0:
             return True, 0
-        key = f"{PREFIX}:window:{_fingerprint(alert)}"
-        counter = f"{PREFIX}:suppressed:{_fingerprint(alert)}"
+        # {fingerprint}: both keys in one hash slot, as a script's keys must be on Redis Cluster.
+        fingerprint = "{" + _fingerprint(alert) + "}"
+        keys = [f"{PREFIX}:window:{fingerprint}", f"{PREFIX}:suppressed:{fingerprint}"]
         try:
-            if self.client.set(key, message_id, nx=True, ex=self.window_s):
-                return True, int(self.client.getdel(counter) or 0)
-            opened_by = self.client.get(key)
-            if opened_by is not None and opened_by.decode() == message_id:
-                return True, 0  # a retry of the message that opened the window
-            pipe = self.client.pipeline(transaction=False)
-            pipe.incr(counter)
-            pipe.expire(counter, max(self.window_s * 12, DELIVERED_TTL_S))
-            pipe.execute()
-            return False, 0
+            deliver, suppressed = self._admit(
+                keys=keys, args=[message_id, self.window_s, max(self.window_s * 12, DELIVERED_TTL_S)]
+            )
+            return bool(deliver), int(suppressed)
         except redis.RedisError as exc:
             self._fail_open("deduplication", exc)
             return True, 0
