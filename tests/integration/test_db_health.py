@@ -4,8 +4,9 @@ import time
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
-from parel_monitoring.db import Database, DatabaseSettings
+from parel_monitoring.db import Database, DatabaseSettings, DatabaseUnavailable
 from parel_monitoring.health.db import DbHealthSettings, check_db_health
 
 
@@ -73,6 +74,7 @@ def test_unhealthy_fast_when_nothing_listens(closed_port):
     assert time.monotonic() - started < settings.database.connect_timeout_s + 0.5
     assert result["status"] == "unhealthy" and result["pool"] is None
     assert "NotShown-123" not in result["reason"] and "postgresql://" not in result["reason"]
+    assert result["reasonCategory"] == "connection refused" and str(closed_port) in result["reason"]
 
 
 def test_unhealthy_fast_with_a_wrong_password(password_protected_postgres):
@@ -84,6 +86,7 @@ def test_unhealthy_fast_with_a_wrong_password(password_protected_postgres):
     assert result["status"] == "unhealthy"
     assert "password authentication failed" in result["reason"]
     assert "wrong-Pa55word" not in result["reason"]
+    assert result["reasonCategory"] == "authentication failed"
     right = settings_for(password_protected_postgres)
     assert check_db_health(right, Database(right.database))["status"] == "healthy"
 
@@ -124,3 +127,50 @@ def test_without_prepared_statements_for_pgbouncer_transaction_mode(database_url
     for _ in range(8):
         check_db_health(settings, with_prepare)
     assert with_prepare.run(lambda conn: conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]) > 0
+
+
+# --------------------------------------------------------------------------- failure categories (shown to anyone)
+
+
+def unreachable(url: str, **database) -> dict:
+    settings = settings_for(url, **database)
+    return check_db_health(settings, Database(settings.database))
+
+
+def test_an_unknown_host_an_unknown_role_and_an_unknown_database_are_categories_naming_nothing(database_url):
+    cases = [
+        ("postgresql://monitor_user:pw@db.internal.example:5432/app", "DNS lookup failed", "db.internal.example"),
+        (make_conninfo(database_url, user="no_such_role"), "authentication failed", '"no_such_role"'),
+        (make_conninfo(database_url, dbname="no_such_database"), "database not found", '"no_such_database"'),
+    ]
+    for url, category, named in cases:
+        result = unreachable(url)
+        assert result["status"] == "unhealthy" and result["reasonCategory"] == category, (url, result)
+        assert named in result["reason"]
+
+
+def test_no_connection_slot_left_is_too_many_connections(database_url):
+    role = "parel_no_slots"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0")
+    try:
+        result = unreachable(make_conninfo(database_url, user=role))
+        assert result["reasonCategory"] == "too many connections", result
+        assert "too many connections for role" in result["reason"]
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(f"DROP ROLE {role}")
+
+
+def test_a_statement_timeout_and_a_refused_statement_are_categories(database_url):
+    database = Database(settings_for(database_url, statement_timeout_ms=100).database)
+    with pytest.raises(DatabaseUnavailable) as slow:
+        database.run(lambda conn: conn.execute("SELECT pg_sleep(2)"))
+    assert slow.value.category == "timeout" and "statement timeout" in slow.value.reason
+    with pytest.raises(DatabaseUnavailable) as refused:
+        database.run(lambda conn: conn.execute("SELECT * FROM no_such_table"))
+    assert refused.value.category == "query failed" and "no_such_table" in refused.value.reason
+    with pytest.raises(DatabaseUnavailable) as denied:
+        database.run(lambda conn: conn.execute("SET ROLE pg_monitor; CREATE TABLE parel_denied (id int)"))
+    assert denied.value.category == "permission denied", denied.value.reason

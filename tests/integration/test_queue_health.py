@@ -12,6 +12,7 @@ import socket
 import time
 
 import pytest
+import redis
 
 from bullmq_scenario import REDIS_URL, node_counts, prefix_keys, run_scenario
 from parel_monitoring import scrub
@@ -273,6 +274,7 @@ def test_redis_down_is_unhealthy_quickly_without_the_url(configure):
     reason = result["reason"]
     assert reason and reason.startswith("ConnectionError")
     assert "://" not in reason and "s3cret-pass" not in reason and url not in reason
+    assert result["reasonCategory"] == "connection refused"
     assert result["queues"] == [] and result["summary"] is None
     assert result["thresholds"]["highPriorityLag"] == {"warning": 50, "critical": 100, "current": None}
 
@@ -288,7 +290,39 @@ def test_redis_that_accepts_but_never_answers_is_unhealthy_within_the_socket_tim
         result = check_queue_health(settings, get_redis(settings.redis))
         elapsed = time.perf_counter() - started
     assert result["status"] == "unhealthy" and result["reason"].startswith("TimeoutError")
+    assert result["reasonCategory"] == "timeout"
     assert elapsed < 2.5, f"answered after {elapsed:.2f} s"
+
+
+@pytest.mark.parametrize(
+    ("url", "category", "named"),
+    [
+        ("redis://:pw@redis.internal.example:6379/0", "DNS lookup failed", "redis.internal.example:6379"),
+        ("redis://127.0.0.1:6379/99", "query failed", "DB index is out of range"),
+    ],
+)
+def test_a_failure_is_one_category_that_names_nothing(configure, url, category, named):
+    result = check_queue_health(settings := configure("bt-category", REDIS_URL=url), get_redis(settings.redis))
+    assert result["status"] == "unhealthy" and named in result["reason"]
+    assert result["reasonCategory"] == category
+
+
+def test_wrong_password_and_a_full_server_are_their_own_categories(configure, password_protected_redis):
+    wrong = configure("bt-auth", REDIS_URL=password_protected_redis.replace("right-Pa55word", "wrong-Pa55word"))
+    result = check_queue_health(wrong, get_redis(wrong.redis))
+    assert result["reasonCategory"] == "authentication failed" and "wrong-Pa55word" not in result["reason"]
+
+    admin = redis.Redis.from_url(password_protected_redis, socket_timeout=2)
+    maxclients = admin.config_get("maxclients")["maxclients"]
+    try:
+        connected = int(admin.info("clients")["connected_clients"])
+        admin.config_set("maxclients", connected)  # no slot left for anybody else
+        full = configure("bt-full", REDIS_URL=password_protected_redis, REDIS_SOCKET_TIMEOUT_S="1")
+        result = check_queue_health(full, get_redis(full.redis))
+        assert result["status"] == "unhealthy" and result["reasonCategory"] == "too many connections", result
+    finally:
+        admin.config_set("maxclients", maxclients)
+        admin.close()
 
 
 @pytest.mark.parametrize(("backlog", "status"), [(0, "degraded"), (5, "degraded"), (120, "unhealthy")])
