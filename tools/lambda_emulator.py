@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sam_template import Evaluator
+
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = ROOT / ".aws-sam" / "local"  # `make build`: built for this machine's architecture
 RUNTIME_DIR = ROOT / ".cache" / "lambda-runtime" / "python3.13"
@@ -73,6 +75,21 @@ def _resolve(value: Any, parameters: dict[str, str]) -> Any:
     return ""
 
 
+def _choose(variables: dict[str, Any], template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    """Variables whose value is an ``!If`` get the branch the template's conditions choose (AWS::NoValue: unset)."""
+    if not any(isinstance(value, dict) and "Fn::If" in value for value in variables.values()):
+        return variables
+    evaluator = Evaluator(template, parameters)
+    chosen = {}
+    for name, value in variables.items():
+        while isinstance(value, dict) and "Fn::If" in value:
+            condition, when_true, when_false = value["Fn::If"]
+            value = when_true if evaluator.condition(condition) else when_false
+        if value != {"Ref": "AWS::NoValue"}:
+            chosen[name] = value
+    return chosen
+
+
 @dataclass
 class FunctionSpec:
     logical_id: str
@@ -112,7 +129,9 @@ def load_function(
         **globals_.get("Environment", {}).get("Variables", {}),
         **resources[logical_id]["Properties"].get("Environment", {}).get("Variables", {}),
     }
-    environment = {name: _resolve(value, parameters) for name, value in variables.items()}
+    environment = {
+        name: _resolve(value, parameters) for name, value in _choose(variables, template, parameters).items()
+    }
     # sam local semantics: env.json overrides only variables the template declares.
     overrides: dict[str, Any] = {}
     if env_vars:

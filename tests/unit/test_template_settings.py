@@ -35,6 +35,18 @@ def declared(function: str) -> dict:
     return {**GLOBAL_VARIABLES, **FUNCTIONS[function].get("Environment", {}).get("Variables", {})}
 
 
+def parameters_behind(value) -> set[str]:
+    """The stack parameters a declared value comes from: ``!Ref P``, or an ``!If`` choosing between parameters
+    (or AWS::NoValue); empty when anything else (a fixed value) is involved."""
+    if isinstance(value, dict) and value.get("Ref") in PARAMETERS:
+        return {value["Ref"]}
+    if isinstance(value, dict) and "Fn::If" in value:
+        branches = value["Fn::If"][1:]
+        if all(branch == {"Ref": "AWS::NoValue"} or parameters_behind(branch) for branch in branches):
+            return set().union(*(parameters_behind(branch) for branch in branches))
+    return set()
+
+
 def handler_file(function: str) -> Path:
     return ROOT / FUNCTIONS[function]["CodeUri"] / (FUNCTIONS[function]["Handler"].split(".")[0] + ".py")
 
@@ -53,9 +65,7 @@ def test_every_declared_setting_comes_from_a_stack_parameter(function):
         if name in LOCAL_SECRET_VALUES:
             assert value == "", f"{name} must stay empty in the template (secrets arrive by ARN)"
         elif name not in TEMPLATE_WIRED:
-            assert isinstance(value, dict) and value.get("Ref") in PARAMETERS, (
-                f"{function}: {name} is fixed in template.yaml; make it a stack parameter"
-            )
+            assert parameters_behind(value), f"{function}: {name} is fixed in template.yaml; make it a stack parameter"
 
 
 def test_a_parameter_override_reaches_the_function_environment():
@@ -68,6 +78,22 @@ def test_a_parameter_override_reaches_the_function_environment():
     assert queue.environment["QUEUE_LAG_WARNING"] == "7"
     assert queue.environment["LOG_FORMAT"] == "text"
     assert load_function("HealFunction", ROOT).environment["SESSION_BATCH_SIZE"] == "", "empty = the code's default"
+
+
+def test_a_conditional_variable_takes_the_branch_the_parameters_choose():
+    """The monitoring credential replaces the main one for the health routes; the admin token reaches them
+    only when they show details to authorized callers."""
+    given = {"DatabaseUrlSecretArn": "arn:main", "MonitorDatabaseUrlSecretArn": "arn:monitor",
+             "AdminApiTokenSecretArn": "arn:token"}  # fmt: skip
+    health_db = load_function("HealthDbFunction", ROOT, parameter_overrides=given).environment
+    assert health_db["DATABASE_URL_SECRET_ARN"] == "arn:monitor"
+    assert health_db["ADMIN_API_TOKEN_SECRET_ARN"] == "arn:token"
+    assert load_function("HealFunction", ROOT, parameter_overrides=given).environment[
+        "DATABASE_URL_SECRET_ARN"] == "arn:main"  # fmt: skip
+    fallback = {**given, "MonitorDatabaseUrlSecretArn": "", "HealthShowDetails": "always"}
+    health_db = load_function("HealthDbFunction", ROOT, parameter_overrides=fallback).environment
+    assert health_db["DATABASE_URL_SECRET_ARN"] == "arn:main"
+    assert "ADMIN_API_TOKEN_SECRET_ARN" not in health_db
 
 
 def test_env_json_sets_only_declared_variables():
@@ -95,8 +121,8 @@ def test_readme_maps_every_setting_parameter_to_its_variables():
     uses: dict[str, set[str]] = {}
     for function in FUNCTIONS:
         for name, value in declared(function).items():
-            if isinstance(value, dict) and value.get("Ref") in PARAMETERS:
-                uses.setdefault(value["Ref"], set()).add(name)
+            for parameter in parameters_behind(value):
+                uses.setdefault(parameter, set()).add(name)
     for parameter, variables in uses.items():
         row = f"| `{parameter}` | {' / '.join(f'`{name}`' for name in sorted(variables))} |"
         assert row in readme, f"README's parameter table lacks or misstates {row}"
