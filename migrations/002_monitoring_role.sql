@@ -41,6 +41,12 @@ GRANT CONNECT ON DATABASE :"DBNAME" TO :"monitor_role";
 ALTER ROLE :"monitor_role" SET default_transaction_read_only = on;
 ALTER ROLE :"monitor_role" SET statement_timeout = '5s';
 ALTER ROLE :"monitor_role" SET idle_in_transaction_session_timeout = '10s';
+-- The backend of an execution environment Lambda froze or retired is closed after 10 idle minutes (a thawed
+-- environment reconnects on its next check); PostgreSQL 14 and later.
+SELECT current_setting('server_version_num')::int >= 140000 AS has_idle_session_timeout \gset
+\if :has_idle_session_timeout
+  ALTER ROLE :"monitor_role" SET idle_session_timeout = '10min';
+\endif
 
 -- Refuse a role that can do more than that (an existing role reused, a grant to it, or write rights that
 -- reach it through PUBLIC): nothing above is undone, but the run fails and says why.

@@ -76,7 +76,7 @@ def test_the_role_logs_in_with_pg_monitor_connect_a_limit_and_nothing_more(datab
         can_connect = admin.execute("SELECT has_database_privilege(%s, current_database(), 'CONNECT')", (role,))
         assert can_connect.fetchone() == (True,)
     assert attributes[:7] == (True, False, False, False, False, False, 3)
-    assert "default_transaction_read_only=on" in attributes[7]
+    assert {"default_transaction_read_only=on", "idle_session_timeout=10min"} <= set(attributes[7])
     assert member_of == ["pg_monitor"]
     again = run_migration(database_url, role, connection_limit=3)  # rerunning is safe
     assert again.returncode == 0, again.stderr
