@@ -5,7 +5,9 @@ import pytest
 
 from events_loader import load_event
 from parel_monitoring.http import HttpError
+from parel_monitoring.notify.formatting import discord_payload, slack_payload
 from parel_monitoring.notify.intake import MAX_BODY_BYTES, alert_from_request, alert_from_sns, is_recovery
+from parel_monitoring.notify.model import Alert
 
 
 def request(body, **fields):
@@ -106,3 +108,17 @@ def test_cloudwatch_ok_is_an_info_resolution():
 def test_garbage_sns_records_are_rejected(record):
     with pytest.raises(ValueError):
         alert_from_sns(record)
+
+
+@pytest.mark.parametrize(
+    ("sent", "normalised"),
+    [
+        ("2026-11-27T18:00:30.123+0000", "2026-11-27T18:00:30.123Z"),  # CloudWatch's StateChangeTime
+        ("2026-11-27T19:00:30.123+01:00", "2026-11-27T18:00:30.123Z"),
+        ("2026-11-27T18:00:30", "2026-11-27T18:00:30.000Z"),  # no offset: UTC
+    ],
+)
+def test_outgoing_timestamps_are_utc_with_a_z(sent, normalised):
+    alert = Alert("WARNING", "t", "m", timestamp=sent)
+    assert discord_payload(alert)["embeds"][0]["timestamp"] == normalised
+    assert normalised in json.dumps(slack_payload(alert))

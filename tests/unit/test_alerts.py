@@ -52,3 +52,21 @@ def test_publish_failure_is_logged_not_raised(topic, monkeypatch, capsys):
     monkeypatch.setenv("ALERT_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:does-not-exist")
     assert alerts.alert_warning("t", "m") is None
     assert "Alert could not be published" in capsys.readouterr().out
+
+
+def test_subject_is_what_sns_accepts_and_the_body_keeps_the_full_title(topic):
+    title = "Café queue\nlag\x07 critical 🚨 " + "x" * 150
+    assert alerts.alert_critical(title, "m")
+    (envelope,) = topic()
+    subject = envelope["Subject"]
+    assert subject.startswith("[CRITICAL] Cafe queue lag critical x") and subject.endswith("...")
+    assert len(subject) < 100 and subject.isascii() and subject.isprintable()
+    assert json.loads(envelope["Message"])["title"] == title
+
+
+@pytest.mark.parametrize(
+    ("text", "subject"),
+    [("[INFO] ok", "[INFO] ok"), ("\n\t ", "Alert"), ("[WARNING]  two\r\nlines", "[WARNING] two lines")],
+)
+def test_sns_subject(text, subject):
+    assert alerts.sns_subject(text) == subject

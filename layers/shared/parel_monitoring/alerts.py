@@ -27,6 +27,20 @@ def _sns_client() -> Any:
     return boto3.client("sns")
 
 
+SUBJECT_MAX = 99  # SNS: "less than 100 characters"
+
+
+def sns_subject(text: str) -> str:
+    """``text`` as SNS accepts a subject: printable ASCII on one line, under 100 characters (SNS rejects the
+    whole publish otherwise; the message body keeps the full title)."""
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKD", text)  # "é" -> "e" + a combining accent, dropped below
+    printable = "".join(char if " " <= char <= "~" else " " for char in folded if not unicodedata.combining(char))
+    single = " ".join(printable.split()) or "Alert"
+    return single if len(single) <= SUBJECT_MAX else single[: SUBJECT_MAX - 3].rstrip() + "..."
+
+
 def publish_alert(severity: str, title: str, message: str, metadata: dict[str, Any] | None = None) -> str | None:
     """Publish one alert; returns the SNS message id, or None when it was not sent."""
     severity = severity.upper()
@@ -50,7 +64,7 @@ def publish_alert(severity: str, title: str, message: str, metadata: dict[str, A
     try:
         response = _sns_client().publish(
             TopicArn=topic_arn,
-            Subject=f"[{severity}] {title}"[:100],
+            Subject=sns_subject(f"[{severity}] {title}"),
             Message=json.dumps(alert, default=str),
             MessageAttributes={
                 **correlation.sns_message_attributes(),

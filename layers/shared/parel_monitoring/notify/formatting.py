@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from parel_monitoring.clock import utc_now_iso
+from parel_monitoring.clock import to_utc_iso, utc_now_iso
 from parel_monitoring.notify.model import Alert
 from parel_monitoring.scrub import scrub, scrub_text
 
@@ -87,12 +86,8 @@ class _Content:
 
 
 def _valid_timestamp(value: str) -> str:
-    """``value`` when it is ISO 8601 (Discord rejects the whole embed otherwise), else now."""
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return utc_now_iso()
-    return value
+    """``value`` in UTC with a Z when it is ISO 8601 (Discord rejects the whole embed otherwise), else now."""
+    return to_utc_iso(value) or utc_now_iso()
 
 
 # --------------------------------------------------------------------------- Slack
