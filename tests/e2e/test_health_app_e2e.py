@@ -12,6 +12,10 @@ from pathlib import Path
 from events_loader import load_event
 
 ROOT = Path(__file__).resolve().parents[2]
+# The figures are details: these tests read them with HEALTH_SHOW_DETAILS=always (anonymous callers see the
+# status only, see test_health_details_e2e.py), and without caching where each invocation's own figures matter.
+DETAILS = {"HEALTH_SHOW_DETAILS": "always"}
+FRESH = {**DETAILS, "HEALTH_CACHE_TTL_S": "0"}
 
 
 def body(invocation):
@@ -19,11 +23,11 @@ def body(invocation):
 
 
 def test_healthy_with_every_seed_field(start_function):
-    app = start_function("HealthAppFunction")
+    app = start_function("HealthAppFunction", **DETAILS)
     result = app.invoke(load_event("health-app"))
     assert result.payload["statusCode"] == 200
     headers = result.payload["headers"]
-    assert headers["content-type"] == "application/json" and headers["cache-control"] == "no-store"
+    assert headers["content-type"] == "application/json" and headers["cache-control"] == "public, max-age=5"
     assert headers["x-correlation-id"] == "demo-app-0001"
     health = body(result)
     assert health["status"] == "healthy"
@@ -39,7 +43,7 @@ def test_healthy_with_every_seed_field(start_function):
 
 
 def test_warm_invocation_reuses_the_environment(start_function):
-    app = start_function("HealthAppFunction")
+    app = start_function("HealthAppFunction", **FRESH)
     first, second = app.invoke(load_event("health-app")), app.invoke(load_event("health-app"))
     assert body(first)["runtime"]["coldStart"] is True and body(second)["runtime"]["coldStart"] is False
     assert body(first)["runtime"]["pid"] == body(second)["runtime"]["pid"]
@@ -48,7 +52,7 @@ def test_warm_invocation_reuses_the_environment(start_function):
 
 
 def test_503_when_the_threshold_is_below_current_use(start_function):
-    result = start_function("HealthAppFunction", MEMORY_THRESHOLD_PCT="1").invoke(load_event("health-app"))
+    result = start_function("HealthAppFunction", MEMORY_THRESHOLD_PCT="1", **DETAILS).invoke(load_event("health-app"))
     assert result.payload["statusCode"] == 503
     assert body(result)["status"] == "unhealthy"
     assert float(body(result)["memory"]["system"]["usagePercent"]) > 1

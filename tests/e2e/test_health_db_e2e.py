@@ -7,6 +7,11 @@ import psycopg
 
 from events_loader import load_event
 
+# The figures are details: read here with HEALTH_SHOW_DETAILS=always (who sees what: test_health_details_e2e.py),
+# and without caching where every invocation must run its own check.
+DETAILS = {"HEALTH_SHOW_DETAILS": "always"}
+FRESH = {**DETAILS, "HEALTH_CACHE_TTL_S": "0"}
+
 
 def body(invocation):
     return json.loads(invocation.payload["body"])
@@ -22,9 +27,9 @@ def function_backends(database_url: str) -> set[int]:
 
 
 def test_healthy_with_the_seed_fields(start_function, database_url):
-    result = start_function("HealthDbFunction", DATABASE_URL=database_url).invoke(load_event("health-db"))
+    result = start_function("HealthDbFunction", DATABASE_URL=database_url, **DETAILS).invoke(load_event("health-db"))
     assert result.payload["statusCode"] == 200
-    assert result.payload["headers"]["cache-control"] == "no-store"
+    assert result.payload["headers"]["cache-control"] == "public, max-age=5"
     assert result.payload["headers"]["x-correlation-id"] == "demo-db-0001"
     health = body(result)
     assert health["status"] == "healthy"
@@ -39,7 +44,7 @@ def test_degraded_is_still_200(start_function, database_url):
 
 
 def test_one_backend_serves_warm_invocations_and_a_killed_one_is_replaced(start_function, database_url):
-    app = start_function("HealthDbFunction", DATABASE_URL=database_url)
+    app = start_function("HealthDbFunction", DATABASE_URL=database_url, **FRESH)
     assert app.invoke(load_event("health-db")).payload["statusCode"] == 200
     (pid,) = function_backends(database_url)
     assert app.invoke(load_event("health-db")).payload["statusCode"] == 200
@@ -78,6 +83,7 @@ def test_missing_database_url_is_a_configuration_error(start_function):
 
 def test_aggregate_reports_each_component_and_the_worst_status(start_function, database_url, closed_port):
     common = {"DATABASE_URL": database_url, "QUEUE_NAMES": "parel-e2e-none", "BULLMQ_PREFIX": "parel-e2e-agg"}
+    common.update(DETAILS)
     healthy_db = start_function("HealthFunction", REDIS_URL="redis://127.0.0.1:6379/0", **common)
     result = healthy_db.invoke(load_event("health", headers={"accept": "application/json"}))
     health = body(result)

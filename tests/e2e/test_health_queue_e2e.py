@@ -11,6 +11,10 @@ from events_loader import load_event
 
 COUNT_TYPES = ("waiting", "active", "completed", "failed", "delayed", "prioritized", "paused", "waiting-children")
 HP = "high-priority"
+# The counts are details: read here with HEALTH_SHOW_DETAILS=always (who sees what: test_health_details_e2e.py),
+# and without caching where every invocation must read Redis again.
+DETAILS = {"HEALTH_SHOW_DETAILS": "always"}
+FRESH = {**DETAILS, "HEALTH_CACHE_TTL_S": "0"}
 
 
 def body(invocation):
@@ -28,13 +32,13 @@ def test_counts_with_every_seed_field(start_function, prefix, bullmq_major):
     run_scenario("populate", prefix, "default", completed=4, waiting=1)
     queue_fn = start_function(
         "HealthQueueFunction", REDIS_URL=REDIS_URL, QUEUE_NAMES=f"{HP},default", BULLMQ_PREFIX=prefix,
-        HIGH_PRIORITY_QUEUE=HP,
+        HIGH_PRIORITY_QUEUE=HP, **DETAILS,
     )  # fmt: skip
     result = queue_fn.invoke(load_event("health-queue"))
 
     assert result.payload["statusCode"] == 200
     headers = result.payload["headers"]
-    assert headers["content-type"] == "application/json" and headers["cache-control"] == "no-store"
+    assert headers["content-type"] == "application/json" and headers["cache-control"] == "public, max-age=5"
     assert headers["x-correlation-id"] == "demo-queue-0001"
     health = body(result)
     assert health["status"] == "healthy"
@@ -53,7 +57,7 @@ def test_counts_with_every_seed_field(start_function, prefix, bullmq_major):
 
 def test_warm_invocations_read_fresh_counts(start_function, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, waiting=2)
-    queue_fn = start_function("HealthQueueFunction", REDIS_URL=REDIS_URL, QUEUE_NAMES=HP, BULLMQ_PREFIX=prefix)
+    queue_fn = start_function("HealthQueueFunction", REDIS_URL=REDIS_URL, QUEUE_NAMES=HP, BULLMQ_PREFIX=prefix, **FRESH)
     first = queue_fn.invoke(load_event("health-queue"))
     run_scenario("populate", prefix, HP, waiting=58)  # lag 60: degraded, still 200
     second = queue_fn.invoke(load_event("health-queue", headers={"x-correlation-id": "demo-queue-0002"}))
@@ -68,7 +72,7 @@ def test_warm_invocations_read_fresh_counts(start_function, prefix, bullmq_major
 
 def test_503_quickly_when_redis_is_down(start_function):
     url = f"redis://:s3cret-pass@127.0.0.1:{closed_port()}/0"
-    queue_fn = start_function("HealthQueueFunction", REDIS_URL=url, QUEUE_NAMES=f"{HP},default")
+    queue_fn = start_function("HealthQueueFunction", REDIS_URL=url, QUEUE_NAMES=f"{HP},default", **FRESH)
     for _ in range(2):  # cold, then warm (the cached client has to fail fast again)
         started = time.perf_counter()
         result = queue_fn.invoke(load_event("health-queue"))
