@@ -98,6 +98,10 @@ def heal_env(monkeypatch):
 # --------------------------------------------------------------------------- helpers
 
 
+# Every invocation runs its own check (the health routes reuse a result for HEALTH_CACHE_TTL_S otherwise).
+FRESH_CHECKS = {"HEALTH_CACHE_TTL_S": "0"}
+
+
 def status_of(invocation) -> tuple[int, str]:
     payload = invocation.payload
     assert isinstance(payload, dict) and "statusCode" in payload, f"not an HTTP answer: {payload!r}"
@@ -147,7 +151,9 @@ def crash_worker(prefix: str, redis_url: str, count: int) -> list[str]:
 def test_postgres_stopped_health_db_503_then_recovers_warm(postgres, start_function):
     """PostgreSQL stopped during health checks: /api/health/db answers 503 within connect timeout + 0.5 s; after restart the same warm environment answers 200 (no cold start), also when the server restarts between two invocations."""  # noqa: E501
     pg = postgres()
-    app = start_function("HealthDbFunction", DATABASE_URL=pg.url, DB_CONNECT_TIMEOUT_S=str(CONNECT_TIMEOUT_S))
+    app = start_function(
+        "HealthDbFunction", DATABASE_URL=pg.url, DB_CONNECT_TIMEOUT_S=str(CONNECT_TIMEOUT_S), **FRESH_CHECKS
+    )
     event = load_event("health-db")
     first = app.invoke(event)
     assert status_of(first) == (200, "healthy") and first.init_duration_ms is not None
@@ -172,7 +178,9 @@ def test_postgres_stopped_health_db_503_then_recovers_warm(postgres, start_funct
 def test_connections_exhausted_health_db_503_then_recovers_warm(postgres, start_function):
     """Connections exhausted (max_connections filled by idle sessions, the function's own backend gone): /api/health/db answers 503 at once; when one slot frees the same warm environment answers 200."""  # noqa: E501
     pg = postgres(max_connections=6)
-    app = start_function("HealthDbFunction", DATABASE_URL=pg.url, DB_CONNECT_TIMEOUT_S=str(CONNECT_TIMEOUT_S))
+    app = start_function(
+        "HealthDbFunction", DATABASE_URL=pg.url, DB_CONNECT_TIMEOUT_S=str(CONNECT_TIMEOUT_S), **FRESH_CHECKS
+    )
     event = load_event("health-db")
     assert status_of(app.invoke(event))[0] == 200
     idle: list[psycopg.Connection] = []
@@ -324,7 +332,7 @@ def test_redis_stopped_health_queue_503_then_recovers_warm(redis_server, start_f
     rd = redis_server()
     app = start_function(
         "HealthQueueFunction", REDIS_URL=rd.url, QUEUE_NAMES=QUEUE, BULLMQ_PREFIX=prefix, HIGH_PRIORITY_QUEUE=QUEUE,
-        REDIS_CONNECT_TIMEOUT_S="1", REDIS_SOCKET_TIMEOUT_S="2",
+        REDIS_CONNECT_TIMEOUT_S="1", REDIS_SOCKET_TIMEOUT_S="2", **FRESH_CHECKS,
     )  # fmt: skip
     event = load_event("health-queue")
     first = app.invoke(event)
