@@ -1,5 +1,9 @@
 """GET /admin/monitor in a real headless Chromium, against the local API with real services behind it.
 
+Anonymous, the page shows statuses only (the health routes give nothing more); an operator pastes the
+admin token (kept in the tab's sessionStorage, sent as the Authorization header, never in a URL) to see
+the figures.
+
 PostgreSQL is the shared server (a database of the test's own), Redis a throwaway server of the
 test's own, so it can be killed to watch the queue card turn red on the next poll. Screenshots go
 to tests/artifacts/ (git-ignored). Debian's Chromium and ChromeDriver are required: missing is a
@@ -22,6 +26,7 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 import services
@@ -32,6 +37,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 HP = "high-priority"
+TOKEN = "browser-admin-token-4e8a2c6b0d"
+TOKEN_KEY = "parel-monitor-admin-token"
 GREEN, RED = "rgb(26, 127, 55)", "rgb(207, 34, 46)"  # the page's --healthy / --unhealthy
 CHROMIUM_FLAGS = (
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -48,11 +55,17 @@ const cards = Object.fromEntries([...document.querySelectorAll("[data-component]
   return [card.dataset.component, {
     status: card.dataset.status, badge: badge.textContent, colour: getComputedStyle(badge).backgroundColor,
     lastOk: Number(card.dataset.lastOk || 0), problem: card.querySelector(".problem").textContent,
+    details: card.dataset.details || "", notice: card.querySelector(".notice").textContent,
+    age: card.querySelector("[data-role=age]").textContent,
     fields: Object.fromEntries([...card.querySelectorAll("[data-field]")].map((d) => [d.dataset.field, d.textContent])),
     queues: rows(card)}];
 }));
+const note = document.getElementById("access-note");
 return {cards, overall: document.getElementById("overall").textContent,
-        lastRefresh: document.getElementById("last-refresh").textContent};
+        lastRefresh: document.getElementById("last-refresh").textContent,
+        mode: document.getElementById("access-mode").dataset.mode, note: note.textContent,
+        noteWarns: note.classList.contains("warn"), stored: sessionStorage.getItem("parel-monitor-admin-token"),
+        forgetHidden: document.getElementById("token-forget").hidden};
 """
 
 
@@ -123,12 +136,25 @@ def screenshot(driver, name: str) -> None:
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000, f"{path} is not a real PNG"
 
 
+def enter_token(driver, token: str) -> None:
+    """What an operator does: paste the token into the field and press the button."""
+    field = driver.find_element(By.ID, "token-input")
+    field.clear()
+    field.send_keys(token)
+    driver.find_element(By.ID, "token-save").click()
+    assert field.get_attribute("value") == "", "the token stays visible in the field"
+
+
+def all_healthy(snapshot: dict[str, Any]) -> bool:
+    return all(card["status"] == "healthy" for card in snapshot["cards"].values())
+
+
 def test_dashboard_shows_live_health_and_a_dead_redis(built, chromium, redis_server, database_url):
     redis_process, redis_url = redis_server
     prefix = unique_prefix("dash")
     run_scenario("populate", prefix, HP, redis_url, waiting=3, completed=5)
     env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "QUEUE_NAMES": HP, "BULLMQ_PREFIX": prefix,
-           "HIGH_PRIORITY_QUEUE": HP}  # fmt: skip
+           "HIGH_PRIORITY_QUEUE": HP, "ADMIN_API_TOKEN": TOKEN}  # fmt: skip
 
     with LocalApi(build_dir=built, extra_env=env) as api:
         page = f"{api.url}/admin/monitor"
@@ -139,16 +165,35 @@ def test_dashboard_shows_live_health_and_a_dead_redis(built, chromium, redis_ser
         for directive in ("default-src 'none'", "script-src 'unsafe-inline'", "connect-src 'self'"):
             assert directive in csp, f"CSP {csp!r} lacks {directive!r}"
 
+        # Anonymous: every status, no figure (the routes answer with none).
         chromium.get(f"{page}?interval=2&timeout=1.5")
+        anonymous = wait_for(
+            chromium, lambda s: all_healthy(s) and s["mode"] == "anonymous", "three healthy cards, anonymous", 30
+        )
+        assert {card["colour"] for card in anonymous["cards"].values()} == {GREEN}
+        for card in anonymous["cards"].values():
+            assert card["fields"] == {} and card["queues"] == {} and card["details"] == "false"
+            assert card["notice"] == "Figures are shown to the admin token only."
+        assert anonymous["overall"] == "healthy" and anonymous["stored"] is None and anonymous["forgetHidden"]
+        screenshot(chromium, "dashboard-anonymous.png")
+
+        # A wrong token: still statuses only, and the page says why.
+        enter_token(chromium, "not-the-admin-token")
+        refused = wait_for(chromium, lambda s: s["noteWarns"], "the refused-token note", 15)
+        assert refused["mode"] == "anonymous" and refused["stored"] == "not-the-admin-token"
+        assert "not accepted" in refused["note"] and not refused["forgetHidden"]
+
+        # The operator pastes the real token: the figures appear on the next poll.
+        enter_token(chromium, TOKEN)
         healthy = wait_for(
             chromium,
             lambda s: (
-                all(card["status"] == "healthy" for card in s["cards"].values())
+                all_healthy(s) and s["mode"] == "details"
                 and s["cards"]["queue"]["queues"].get(HP, {}).get("waiting") == 3
             ),
             "all three cards healthy with the queue's counts",
             timeout=30,
-        )
+        )  # fmt: skip
         app, db, queue = (healthy["cards"][name] for name in ("app", "db", "queue"))
         assert {card["badge"] for card in (app, db, queue)} == {"healthy"} and healthy["overall"] == "healthy"
         assert {card["colour"] for card in (app, db, queue)} == {GREEN}
@@ -158,27 +203,46 @@ def test_dashboard_shows_live_health_and_a_dead_redis(built, chromium, redis_ser
         assert queue["queues"][HP] == dict.fromkeys(("active", "failed", "delayed", "prioritized", "paused"), 0) | {
             "waiting": 3, "completed": 5}  # fmt: skip
         assert queue["fields"]["failure-rate"].startswith("0.00%") and queue["fields"]["lag"].startswith("3 jobs")
-        assert healthy["lastRefresh"] != "never"
+        assert healthy["lastRefresh"] != "never" and not healthy["noteWarns"] and healthy["stored"] == TOKEN
+        # The token is in this tab's sessionStorage only: not in localStorage, a cookie or any URL.
+        kept = chromium.execute_script(
+            "return {local: JSON.stringify(localStorage), cookie: document.cookie, href: location.href,"
+            " urls: performance.getEntriesByType('resource').map((e) => e.name)}"
+        )
+        assert TOKEN not in kept["local"] + kept["cookie"] + kept["href"] + " ".join(kept["urls"]), kept
         screenshot(chromium, "dashboard-healthy.png")
 
         # Redis frozen (SIGSTOP): the queue function hangs on its socket, the page gives up after 1.5 s.
         redis_process.send_signal(signal.SIGSTOP)
         hung = wait_for(
-            chromium, lambda s: s["cards"]["queue"]["problem"].startswith("Error: no answer"), "a timeout", 15
+            chromium, lambda s: s["cards"]["queue"]["problem"].startswith("Error: no answer"), "a timeout", 20
         )
         assert hung["cards"]["queue"]["status"] == "unhealthy" and hung["cards"]["queue"]["colour"] == RED
         assert hung["cards"]["queue"]["queues"][HP]["waiting"] == 3  # the last good figures stay, dimmed
         others_keep_polling(chromium, hung)
         screenshot(chromium, "dashboard-redis-hung.png")
 
-        # Redis dead: the queue route answers 503 with a reason on a following poll, shown in red.
+        # Redis dead: the queue route answers 503 with its full reason (the token sees it) on a following poll.
         redis_process.kill()
         redis_process.wait()
-        down = wait_for(chromium, lambda s: s["cards"]["queue"]["problem"].startswith("Reason: "), "a 503 reason", 20)
+        down = wait_for(chromium, lambda s: s["cards"]["queue"]["problem"].startswith("Reason: "), "a 503 reason", 25)
         assert down["cards"]["queue"]["status"] == "unhealthy" and down["cards"]["queue"]["colour"] == RED
+        assert "Connection refused" in down["cards"]["queue"]["problem"]
         assert down["cards"]["queue"]["queues"] == {} and down["overall"] == "unhealthy"
         others_keep_polling(chromium, down)
         screenshot(chromium, "dashboard-redis-down.png")
+
+        # The token survives a reload (same tab); "Forget token" goes back to statuses and the category only.
+        chromium.refresh()
+        wait_for(chromium, lambda s: s["mode"] == "details" and s["stored"] == TOKEN, "details after a reload", 20)
+        chromium.find_element(By.ID, "token-forget").click()
+        forgotten = wait_for(
+            chromium,
+            lambda s: s["mode"] == "anonymous" and s["cards"]["queue"]["problem"] == "Reason: connection refused",
+            "statuses only after forgetting the token",
+            20,
+        )
+        assert forgotten["stored"] is None and forgotten["forgetHidden"] and forgotten["cards"]["app"]["fields"] == {}
 
         # Self-contained: every request the page made went to the API's own origin, only to the health routes.
         requested = chromium.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")
