@@ -21,7 +21,7 @@ PORT ?= 3000
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv runtime node-deps browser-deps build build-deploy validate lint format test test-unit demo invoke api smoke bench reliability deploy clean
+.PHONY: help venv runtime checkov node-deps browser-deps build build-deploy validate lint format test test-unit demo invoke api smoke bench reliability deploy clean
 
 help:
 	@echo "make demo                         build, then invoke the functions locally against real services"
@@ -47,6 +47,16 @@ $(RUNTIME_DIR)/.installed: requirements-runtime.txt
 	@test -n "$(PYTHON313)" || { echo "error: python3.13 not found"; exit 1; }
 	rm -rf $(RUNTIME_DIR)
 	$(PYTHON313) -m pip install --quiet --disable-pip-version-check --target $(RUNTIME_DIR) -r requirements-runtime.txt
+	@touch $@
+
+# checkov (template security scan) in its own virtualenv: it pins a boto3 that conflicts with ours.
+CHECKOV_DIR := .cache/checkov-venv
+checkov: $(CHECKOV_DIR)/.installed
+$(CHECKOV_DIR)/.installed: requirements-checkov.txt
+	@test -n "$(PYTHON313)" || { echo "error: python3.13 not found"; exit 1; }
+	rm -rf $(CHECKOV_DIR)
+	$(PYTHON313) -m venv $(CHECKOV_DIR)
+	$(CHECKOV_DIR)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@touch $@
 
 # Precompiled bytecode: Lambda's code and layer directories are read-only, so without
@@ -102,10 +112,10 @@ browser-deps:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-test: venv runtime node-deps browser-deps lint validate build
+test: venv runtime checkov node-deps browser-deps lint validate build
 	$(PY) -m pytest
 
-test-unit: venv
+test-unit: venv checkov
 	$(PY) -m pytest tests/unit
 
 invoke: venv runtime build
@@ -132,7 +142,7 @@ bench: venv runtime node-deps build
 	$(BENCH) tools/bench_heal_sessions.py
 	$(BENCH) tools/bench_alerts.py
 
-reliability: venv runtime node-deps build
+reliability: venv runtime checkov node-deps build
 	$(BENCH) tools/reliability.py
 
 clean:

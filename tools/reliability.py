@@ -9,13 +9,17 @@
    20 s, whichever comes first): requests/s, p50/p99 and error rate per route, and the PostgreSQL
    connections of the functions (``pg_stat_activity`` sampled every 0.5 s) -- they must not grow with the
    request count.
-3. Heal on large data: a fresh database with 1,000,000 expired among 2,000,000 Prisma sessions, healed
+3. checkov on the transformed template (tools/checkov_review.py): every finding listed as fixed, or accepted
+   with its reason (the accepted list is in that module); a finding that is neither fails the run.
+4. Heal on large data: a fresh database with 1,000,000 expired among 2,000,000 Prisma sessions, healed
    through ``POST /api/admin/heal?dryRun=false&routines=sessions`` (again while the API budget leaves it
    partial) while every health route is polled every 0.25 s: health keeps answering within its timeout.
 
-Exits non-zero when a test failed or a load/heal target was missed (after writing RELIABILITY.md).
+Exits non-zero when a test failed, a load/heal target was missed or a checkov finding is neither fixed nor
+accepted (after writing RELIABILITY.md).
 
     PYTHONPATH=layers/shared:tests:tools .venv/bin/python tools/reliability.py [--skip-load] [--skip-tests]
+        [--skip-checkov]
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from pathlib import Path
 
 import psycopg
 from bench import log, median, p99, table
+from checkov_review import Review, review_template
 from psycopg import sql
 
 from lambda_emulator import BUILD_DIR, load_function
@@ -604,7 +609,7 @@ def run_heal_under_load(admin_url: str, redis: str) -> Finding:
             f"{len(bad)}{' (' + ', '.join(statuses) + ')' if statuses else ''}",
         ])  # fmt: skip
     max_conn = max(connections) if connections else -1
-    conn_limit = len(DB_FUNCTIONS)
+    conn_limit = len(DB_FUNCTIONS) + 1  # + the heal's lock connection, open while the run lasts
     connections_ok = max_conn <= conn_limit
     passed = completed and health_ok and connections_ok
     run_list = "; ".join(
@@ -638,7 +643,7 @@ def run_heal_under_load(admin_url: str, redis: str) -> Finding:
         "",
         f"Sessions left afterwards: {remaining[0]:,} (all live), {remaining[1]:,} expired. PostgreSQL client "
         f"backends of the functions on that database during the heal: max {max_conn} (limit {conn_limit}: "
-        "`HealthDbFunction`, `HealthFunction`, `HealFunction`, one each).",
+        "`HealthDbFunction`, `HealthFunction`, `HealFunction`, one each, and the heal run's lock connection).",
     ]
     return Finding(
         f"Heal on large data ({EXPIRED:,} expired of {SESSIONS:,} sessions) while health is polled every "
@@ -655,11 +660,35 @@ def run_heal_under_load(admin_url: str, redis: str) -> Finding:
     )
 
 
+# --------------------------------------------------------------------------- checkov
+
+
+def checkov_section(result: Review | None, error: str = "") -> list[str]:
+    lines = ["", "## Checkov", ""]
+    if result is None:
+        return [*lines, f"Not run: {error}" if error else "Not run (`--skip-checkov`)."]
+    lines += [
+        f"checkov {result.version} (`tools/checkov_review.py`) on the transformed template (SAM's transform of "
+        "template.yaml, as JSON, CloudFormation framework): "
+        f"{result.passed} checks passed, {result.failed} findings (a failed check on one resource). Each finding "
+        "is fixed, or accepted for the reason given (the accepted list is in `tools/checkov_review.py`); one "
+        f"that is neither fails this run: {len(result.problems)}.",
+        "",
+    ]
+    lines += table(
+        ["check", "verdict", "resources", "reason"],
+        ["---"] * 4,
+        [[f"{v.check_id}: {_cell(v.check_name, 120)}", v.verdict, _cell(", ".join(v.resources), 600),
+          _cell(v.reason, 800)] for v in result.verdicts],
+    )  # fmt: skip
+    return lines
+
+
 # --------------------------------------------------------------------------- report
 
 
 def report(rows: list[CaseRow], findings: list[Finding], summary: str, modules: list[str], missing: list[str],
-           started: datetime, seconds: float, versions: str) -> str:  # fmt: skip
+           started: datetime, seconds: float, versions: str, checkov: list[str] | None = None) -> str:  # fmt: skip
     lines = [
         "# Reliability: faults, hostile input, injection, secrets and load",
         "",
@@ -711,6 +740,7 @@ def report(rows: list[CaseRow], findings: list[Finding], summary: str, modules: 
         lines += table(["case", "expected behaviour", "observed", "duration s"], ["---", "---", "---", "---:"],
                        [[_cell(r.case), _cell(r.expected), _cell(r.observed, 400), f"{r.seconds:.2f}"]
                         for r in mine])  # fmt: skip
+    lines += checkov or []
     return "\n".join(lines) + "\n"
 
 
@@ -724,6 +754,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-tests", action="store_true", help="only the load and heal cases")
     parser.add_argument("--skip-load", action="store_true", help="only the test modules")
+    parser.add_argument("--skip-checkov", action="store_true", help="no checkov review")
     args = parser.parse_args(argv)
     started_at, started = datetime.now(UTC), time.monotonic()
     modules = [m for m in TEST_MODULES if (ROOT / m).exists()]
@@ -733,6 +764,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_tests and modules:
         rows, summary = run_tests(modules)
         log(f"reliability: pytest: {summary}")
+    checkov, checkov_error = None, ""
+    if not args.skip_checkov:
+        try:
+            checkov = review_template()
+            log(f"reliability: checkov: {checkov.failed} findings, {len(checkov.problems)} neither fixed nor accepted")
+        except Exception as exc:  # reported as a failed section; the other cases still run
+            checkov_error = f"checkov failed: {_cell(repr(exc))}"
+            log(f"reliability: {checkov_error}")
     admin_url, _ = postgres_url()
     redis, _ = redis_url()
     findings: list[Finding] = []
@@ -750,9 +789,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             sys.stderr = quiet.stream
     text = report(rows, findings, summary, modules if not args.skip_tests else [], missing, started_at,
-                  time.monotonic() - started, versions(admin_url))  # fmt: skip
+                  time.monotonic() - started, versions(admin_url), checkov_section(checkov, checkov_error))  # fmt: skip
     OUTPUT.write_text(text)
     failed = [r.case for r in rows if not r.passed] + [f.case for f in findings if not f.passed]
+    if checkov_error:
+        failed.append(checkov_error)
+    failed += [
+        f"checkov {v.check_id} {v.verdict}: {', '.join(v.resources)}" for v in (checkov.problems if checkov else [])
+    ]
     log(f"reliability: wrote {OUTPUT.name} in {time.monotonic() - started:.0f} s; {len(failed)} failed")
     for case in failed:
         log(f"  FAILED: {case}")

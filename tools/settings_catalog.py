@@ -71,18 +71,26 @@ def _module(module: str) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(_reads(tree)), frozenset(_imports(tree, module))
 
 
-def variables_read(handler_file: Path) -> set[str]:
-    """Every variable the function whose handler is ``handler_file`` may read."""
-    tree = ast.parse(handler_file.read_text())
-    reads, pending, seen = set(_reads(tree)), list(_imports(tree, "")), set()
+def modules_imported(handler_file: Path) -> set[str]:
+    """Every ``parel_monitoring`` module the function whose handler is ``handler_file`` may import."""
+    pending, seen = list(_imports(ast.parse(handler_file.read_text()), "")), set()
     while pending:
         module = pending.pop()
-        if module in seen:
-            continue
-        seen.add(module)
-        module_reads, module_imports = _module(module)
-        reads |= module_reads
-        pending.extend(module_imports)
+        if module not in seen:
+            seen.add(module)
+            pending.extend(_module(module)[1])
+    return seen
+
+
+def module_path(module: str) -> Path | None:
+    return _module_path(module)
+
+
+def variables_read(handler_file: Path) -> set[str]:
+    """Every variable the function whose handler is ``handler_file`` may read."""
+    reads = set(_reads(ast.parse(handler_file.read_text())))
+    for module in modules_imported(handler_file):
+        reads |= _module(module)[0]
     return reads
 
 

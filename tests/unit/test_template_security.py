@@ -5,6 +5,7 @@ template.yaml (no problem) and on a template broken on purpose (the problem is f
 
 from __future__ import annotations
 
+import ast
 import copy
 import fnmatch
 import itertools
@@ -16,20 +17,23 @@ from typing import Any
 import pytest
 from sam_template import ACCOUNT, REGION, Evaluator, load, transform
 
-from settings_catalog import variables_read
+from settings_catalog import module_path, modules_imported, variables_read
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 TEMPLATE = load()
 
-# Connections one execution environment can hold (README, "Bounded footprint"), from the code:
-# db.py keeps one connection per environment (get_database is cached per settings), and the heal's
-# advisory lock is taken on that same connection; redis-py's pool opens one connection per command in
-# flight, and every function uses its one cached client from one thread at a time (HealthFunction:
-# only its queue thread; the heal: the lock, then the routines, in turn; alerts: deduplication in
-# the handler's thread), so the pool never grows past one.
-CONNECTIONS_PER_ENVIRONMENT = {"PostgreSQL": 1, "Redis": 1}
-# The setting whose presence in a function's code means it opens that store.
+# Connections one execution environment can hold (README, "Bounded footprint"), from the code: db.py keeps one
+# connection per environment (get_database is cached per settings), and each call site of
+# Database.open_dedicated (the heal's advisory lock: a connection of its own, closed when the run ends) adds
+# one more; redis-py's pool opens one connection per command in flight, and every function uses its one
+# cached client (bullmq.get_redis) from one thread at a time (HealthFunction: only its queue thread; the
+# heal: the lock, then the routines, in turn; alerts: deduplication in the handler's thread), so one.
+# test_every_place_that_opens_a_connection_is_counted keeps these call sites in view.
+OPENS_POSTGRES = {"parel_monitoring.db": {"psycopg.connect"}}  # Database._connect, the only connect
+# get_redis, cached per settings: a Redis client, or with REDIS_CLUSTER a RedisCluster (a pool per node).
+OPENS_REDIS = {"parel_monitoring.bullmq": {"redis.Redis.from_url", "RedisCluster.from_url"}}
+DEDICATED_POSTGRES = "open_dedicated"
 STORE_SETTING = {"PostgreSQL": "DATABASE_URL", "Redis": "REDIS_URL"}
 VPC_POLICY = "AWSLambdaVPCAccessExecutionRole"
 TIMES = "\N{MULTIPLICATION SIGN}"
@@ -45,12 +49,36 @@ def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
             if resource["Type"] == "AWS::Serverless::Function"}  # fmt: skip
 
 
+def handler_file(template: dict[str, Any], function: str) -> Path:
+    properties = functions(template)[function]
+    return ROOT / properties["CodeUri"] / (properties["Handler"].split(".")[0] + ".py")
+
+
 def stores_opened(template: dict[str, Any], function: str) -> set[str]:
     """The stores a function's code can open (it reads DATABASE_URL / REDIS_URL)."""
-    properties = functions(template)[function]
-    handler = ROOT / properties["CodeUri"] / (properties["Handler"].split(".")[0] + ".py")
-    read = variables_read(handler)
+    read = variables_read(handler_file(template, function))
     return {store for store, setting in STORE_SETTING.items() if setting in read}
+
+
+@cache
+def calls_in(module: str) -> list[str]:
+    """Dotted names of the calls in a layer module (``psycopg.connect``, ``self.database.open_dedicated``)."""
+    path = module_path(module)
+    names = []
+    for node in ast.walk(ast.parse(path.read_text()) if path else ast.Module(body=[], type_ignores=[])):
+        if isinstance(node, ast.Call):
+            names.append(ast.unparse(node.func))
+    return names
+
+
+def connections_per_environment(template: dict[str, Any], function: str, store: str) -> int:
+    if store not in stores_opened(template, function):
+        return 0
+    if store == "Redis":
+        return 1
+    modules = modules_imported(handler_file(template, function))
+    dedicated = sum(name.endswith(f".{DEDICATED_POSTGRES}") for module in modules for name in calls_in(module))
+    return 1 + dedicated
 
 
 # --------------------------------------------------------------------------- bounded footprint
@@ -73,7 +101,7 @@ def connection_bound(template: dict[str, Any], store: str) -> dict[str, int]:
     for name, properties in functions(template).items():
         if store in stores_opened(template, name):
             parameter = properties["ReservedConcurrentExecutions"]["Ref"]
-            terms[parameter] = terms.get(parameter, 0) + CONNECTIONS_PER_ENVIRONMENT[store]
+            terms[parameter] = terms.get(parameter, 0) + connections_per_environment(template, name, store)
     return terms
 
 
@@ -102,6 +130,25 @@ def test_the_functions_that_open_each_store_are_found_in_the_code(store):
     opening = {name for name in functions(TEMPLATE) if store in stores_opened(TEMPLATE, name)}
     assert {"HealthFunction", "MonitorFunction", "HealFunction"} <= opening
     assert "HealthAppFunction" not in opening and "DashboardFunction" not in opening
+
+
+def test_every_place_that_opens_a_connection_is_counted():
+    """A new psycopg.connect / redis client / dedicated connection anywhere in the layer must be counted above."""
+    layer = ROOT / "layers" / "shared"
+    found: dict[str, set[str]] = {}
+    for path in sorted(layer.rglob("*.py")):
+        module = ".".join(path.relative_to(layer).with_suffix("").parts).removesuffix(".__init__")
+        for name in calls_in(module):
+            if re.search(r"(psycopg|redis)\.(connect|Redis|StrictRedis|from_url|ConnectionPool)", name) or (
+                "Redis" in name and "from_url" in name
+            ):
+                found.setdefault(module, set()).add(name)
+    assert found == {**OPENS_POSTGRES, **OPENS_REDIS}
+    dedicated = {m for m in map(lambda p: ".".join(p.relative_to(layer).with_suffix("").parts), layer.rglob("*.py"))
+                 if any(n.endswith(f".{DEDICATED_POSTGRES}") for n in calls_in(m))}  # fmt: skip
+    heal = connections_per_environment(TEMPLATE, "HealFunction", "PostgreSQL")
+    assert heal == 1 + len(dedicated & modules_imported(handler_file(TEMPLATE, "HealFunction")))
+    assert connections_per_environment(TEMPLATE, "HealthDbFunction", "PostgreSQL") == 1
 
 
 def test_the_reserved_concurrency_reaches_the_deployed_functions():
