@@ -327,6 +327,17 @@ def capture(password_protected_postgres):  # one scripted run, read top to botto
             invoke(health, "health", load_event("health", headers={"accept": "application/json"}))
             invoke(start("HealthFunction", "health all down", DATABASE_URL=wrong_db_url, REDIS_URL=wrong_redis_url),
                    "health all down", load_event("health"))  # fmt: skip
+            # The same failures as the admin token sees them: the full (scrubbed) reasons, every figure.
+            for logical_id, event_name, env in (
+                ("HealthDbFunction", "health-db", {"DATABASE_URL": wrong_db_url}),
+                ("HealthQueueFunction", "health-queue", {"REDIS_URL": wrong_redis_url}),
+                ("HealthFunction", "health", {"DATABASE_URL": wrong_db_url, "REDIS_URL": wrong_redis_url}),
+                ("HealthFunction", "health", {}),
+            ):
+                label = f"{event_name} admin" + (" down" if env else "")
+                admin = start(logical_id, label, **env)
+                for accept in ("application/json", "application/health+json"):
+                    invoke(admin, label, load_event(event_name, headers={**bearer, "accept": accept}))
 
             # Configuration errors at init (500 configuration, a Sentry message); one malformed setting
             # holds a secret as its value.
@@ -432,6 +443,11 @@ def test_the_run_used_every_function_real_services_and_both_paths(capture):
     assert statuses["health-db"] == [200, 200] and statuses["health-queue"] == [200]  # real, password-checked
     assert statuses["health-db wrong password"] == statuses["health-queue wrong password"] == [503]
     assert statuses["health-db down"] == statuses["health-queue down"] == [503]
+    assert statuses["health-db admin down"] == statuses["health admin down"] == [503, 503]
+    assert statuses["health admin"] == [200, 200]
+    admin_answers = [raw for label, raw in capture.responses if label == "health admin"]
+    details = ("usagePercent", "postgresql:connections")  # in the JSON and the health+json documents
+    assert admin_answers and all(any(d in raw for d in details) for raw in admin_answers), "the token saw no details"
     assert statuses["config error"] == statuses["config error with a secret value"] == [500]
     assert statuses["heal"][:2] == [200, 200] and statuses["heal"][3] == 400
     assert capture.healed_sessions == {"live"}, "the heal run really deleted the expired and orphaned sessions"
