@@ -1,0 +1,572 @@
+"""A flood on the public health routes: what it costs PostgreSQL and Redis, written into BENCHMARKS.md.
+
+The built bundle is served by the local API (tools/local_api.py: the template's routes, each function
+under the Lambda emulator with Lambda's concurrency model) against a throwaway PostgreSQL and a
+throwaway Redis on free loopback ports, so nothing but the flood moves their counters. Per route
+(``/api/health/db``, ``/api/health/queue``, ``/api/health``) and configuration, from cold (no
+execution environment yet, as a flood meets a quiet stack), ``CLIENTS`` keep-alive clients send
+anonymous GETs back to back for ``SECONDS`` seconds:
+
+* **bounded**: the template's defaults (reserved concurrency ``PublicHealthReservedConcurrency``,
+  ``HEALTH_CACHE_TTL_S`` unset, i.e. 5 s) and the read-only monitoring role of
+  migrations/002_monitoring_role.sql as the database credential;
+* **baseline** (measured in the same run): the unbounded, uncached behaviour: every reserved
+  concurrency raised to ``BASELINE_ENVIRONMENTS``, ``HEALTH_CACHE_TTL_S=0`` (through the env-vars file,
+  as ``sam local`` passes it), the admin credential (the heal's, as before the monitoring role).
+
+Measured server-side: PostgreSQL transactions of the flood's own database (``pg_stat_database``
+``xact_commit + xact_rollback``, read before the environments start and after they stopped, so every
+backend has flushed its counters; each new connection counts one transaction too, so the db checks are
+the transactions minus the environments started), its client backends (``pg_stat_activity``, sampled
+every 100 ms; peak), and Redis commands (``total_commands_processed``, the sampler's own INFO calls
+subtracted) and clients (``INFO clients``, peak). Targets: at most one database check per execution
+environment per TTL, and the connections never above the documented bound (the route function's
+reserved concurrency). Exits non-zero when a target is MISSED (after writing the section).
+
+The load generator is a subprocess of this script (a thread per client, each with one ``http.client``
+keep-alive connection): wrk/hey/ab/locust are not Python packages of this repository, and a client
+that only counts statuses and reads two headers needs nothing more; the separate process keeps the
+clients off the local API's interpreter lock.
+
+Run: ``PYTHONPATH=layers/shared:tests:tools .venv/bin/python tools/bench_flood.py [--seconds 15]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATION = ROOT / "migrations" / "002_monitoring_role.sql"
+ROUTES = ("/api/health/db", "/api/health/queue", "/api/health")
+CLIENTS = 50
+SECONDS = 15.0
+BASELINE_ENVIRONMENTS = 50
+FLOOD_DATABASE = "parel_flood"
+MONITOR_ROLE = "parel_monitor"
+QUEUES = ("high-priority", "default", "low-priority")  # the template's QueueNames default
+TIMES = "\N{MULTIPLICATION SIGN}"
+
+
+# --------------------------------------------------------------------------- the load generator (subprocess)
+
+
+def flood(url: str, path: str, clients: int, seconds: float) -> dict[str, Any]:
+    """``clients`` threads, each with one keep-alive connection, sending GET ``path`` until the deadline."""
+    parts = urlsplit(url)
+    start = threading.Barrier(clients + 1)
+    lock = threading.Lock()
+    statuses: Counter[int] = Counter()
+    totals = {"cached": 0, "errors": 0}
+    max_ages: set[str] = set()
+    latencies: list[float] = []
+    deadline = [0.0]
+
+    def client() -> None:
+        mine: Counter[int] = Counter()
+        cached = errors = 0
+        ages: set[str] = set()
+        times: list[float] = []
+        connection: http.client.HTTPConnection | None = None
+        start.wait(timeout=60)
+        while time.monotonic() < deadline[0]:
+            begun = time.perf_counter()
+            try:
+                if connection is None:
+                    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+                connection.request("GET", path)
+                response = connection.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException):
+                errors += 1
+                if connection is not None:
+                    connection.close()
+                connection = None
+                continue
+            times.append((time.perf_counter() - begun) * 1000)
+            mine[response.status] += 1
+            if response.status != 429:
+                cached += int(response.getheader("age") or 0) >= 1  # Age 0: computed for this request
+                if match := re.search(r"max-age=(\d+)", response.getheader("cache-control") or ""):
+                    ages.add(match[1])
+            if (response.getheader("connection") or "").lower() == "close":
+                connection.close()
+                connection = None
+        if connection is not None:
+            connection.close()
+        with lock:
+            statuses.update(mine)
+            totals["cached"] += cached
+            totals["errors"] += errors
+            max_ages.update(ages)
+            latencies.extend(times)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    began = time.monotonic()
+    deadline[0] = began + seconds
+    start.wait(timeout=60)
+    for thread in threads:
+        thread.join(timeout=seconds + 60)
+    elapsed = time.monotonic() - began
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] if latencies else None
+    return {"statuses": dict(statuses), "seconds": elapsed, "p50_ms": p50, "max_age": sorted(max_ages), **totals}
+
+
+def run_flood(url: str, path: str, clients: int, seconds: float) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--client", url, path, str(clients), str(seconds)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{result.stderr}")
+    return json.loads(result.stdout)
+
+
+# --------------------------------------------------------------------------- what the servers saw
+
+
+class Sampler:
+    """Peak client backends of the flood's database and peak Redis clients, every 100 ms, in a thread."""
+
+    def __init__(self, pg_admin: Any, redis_client: Any, database: str) -> None:
+        self.pg, self.redis, self.database = pg_admin, redis_client, database
+        self.peak_pg = self.peak_redis = 0
+        self.info_calls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        (backends,) = self.pg.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'",
+            (self.database,),
+        ).fetchone()
+        clients = int(self.redis.info("clients")["connected_clients"]) - 1  # not this one
+        self.info_calls += 1
+        self.peak_pg, self.peak_redis = max(self.peak_pg, backends), max(self.peak_redis, clients)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._sample()
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._sample()
+
+
+@dataclass
+class Case:
+    route: str
+    config: str  # "bounded" or "baseline"
+    function: str = ""
+    limit: int = 0
+    ttl_s: str = ""
+    seconds: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+    cached: int = 0
+    errors: int = 0
+    p50_ms: float | None = None
+    started: int = 0
+    peak_environments: int = 0
+    xacts: int = 0
+    peak_pg: int = 0
+    redis_commands: int = 0
+    peak_redis: int = 0
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def ran(self) -> int:
+        """Requests a function answered (not throttled by the local API)."""
+        return sum(count for status, count in self.statuses.items() if status != "429")
+
+    @property
+    def db_checks(self) -> int:
+        return max(0, self.xacts - self.started) if self.route != "/api/health/queue" else 0
+
+    def rate(self, count: float) -> float:
+        return count / self.seconds if self.seconds else 0.0
+
+    def allowed_checks(self) -> int | None:
+        """At most one check per environment per TTL: each environment's first, then one per elapsed TTL."""
+        if not self.ttl_s.isdigit() or int(self.ttl_s) == 0:
+            return None
+        return self.started * (math.floor(self.seconds / int(self.ttl_s)) + 1)
+
+
+# --------------------------------------------------------------------------- one case
+
+
+def pg_xacts(pg_admin: Any, database: str) -> int:
+    row = pg_admin.execute(
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", (database,)
+    ).fetchone()
+    return int(row[0])
+
+
+def wait_for_no_backends(pg_admin: Any, database: str, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        (count,) = pg_admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'",
+            (database,),
+        ).fetchone()
+        if count == 0:
+            time.sleep(0.5)  # the exiting backends' statistics are flushed before their slot is freed
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"backends of {database} still connected {seconds:g} s after the environments stopped")
+
+
+def snapshot_build(directory: Path) -> Path:
+    """A copy of `make build`'s output, so a rebuild during the run (another make target) cannot disturb it."""
+    import fcntl
+    import shutil
+
+    from lambda_emulator import BUILD_DIR
+
+    lock_path = Path(os.environ.get("BUILD_LOCK", "/tmp/parel-build.lock"))  # noqa: S108 (flock's, if any)
+    target = directory / "build"
+    with open(lock_path, "a") if lock_path.parent.is_dir() else open(os.devnull) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a build holding it (flock ... make build) finishes first
+        if not (BUILD_DIR / "template.yaml").exists():
+            raise RuntimeError(f"{BUILD_DIR} has no template.yaml: run `make build` first")
+        shutil.copytree(BUILD_DIR, target, symlinks=True)
+    return target
+
+
+def run_case(case: Case, services: dict[str, Any], clients: int, seconds: float) -> Case:
+    from local_api import LocalApi
+
+    pg_admin, redis_client = services["pg_admin"], services["redis"]
+    template_reserved = services["reserved_parameters"]
+    if case.config == "baseline":
+        overrides = {name: str(BASELINE_ENVIRONMENTS) for name in template_reserved}
+        env_vars = {"Parameters": {"HEALTH_CACHE_TTL_S": "0"}}
+        database_url = services["admin_url"]
+    else:
+        overrides, env_vars, database_url = {}, {}, services["monitor_url"]
+    extra_env = {"DATABASE_URL": database_url, "REDIS_URL": services["redis_url"]}
+    xacts_before = pg_xacts(pg_admin, FLOOD_DATABASE)
+    commands_before = int(redis_client.info("stats")["total_commands_processed"])
+    api = LocalApi(services["build_dir"], env_vars=env_vars, extra_env=extra_env, parameter_overrides=overrides,
+                   max_environments=BASELINE_ENVIRONMENTS, request_log=False)  # fmt: skip
+    case.function = next(route.function for route in api.routes if route.path == case.route)
+    case.limit = api.limits[case.function]
+    sampler = Sampler(pg_admin, redis_client, FLOOD_DATABASE)
+    try:
+        api.start()
+        with sampler:
+            result = run_flood(api.url, case.route, clients, seconds)
+        stats = api.environment_stats()[case.function]
+    finally:
+        api.stop()
+    wait_for_no_backends(pg_admin, FLOOD_DATABASE)
+    case.xacts = pg_xacts(pg_admin, FLOOD_DATABASE) - xacts_before
+    commands_after = int(redis_client.info("stats")["total_commands_processed"])
+    # INFO does not count itself in the figure it reports: the first read and the sampler's calls are ours.
+    case.redis_commands = commands_after - commands_before - 1 - sampler.info_calls
+    case.seconds, case.statuses = result["seconds"], {str(k): v for k, v in result["statuses"].items()}
+    case.cached, case.errors, case.p50_ms = result["cached"], result["errors"], result["p50_ms"]
+    case.ttl_s = ",".join(result["max_age"]) or "0"
+    case.started, case.peak_environments = stats["started"], stats["peak"]
+    case.peak_pg, case.peak_redis = sampler.peak_pg, sampler.peak_redis
+    return case
+
+
+# --------------------------------------------------------------------------- services
+
+
+def start_services(build_dir: Path) -> dict[str, Any]:
+    import psycopg
+    import redis as redis_py
+
+    import services
+    from bullmq_scenario import run_scenario
+    from lambda_emulator import load_function
+    from local_api import LocalApi
+
+    pg_url, pg_where = services.start_throwaway_postgres()
+    redis_url, redis_where = services.start_throwaway_redis()
+    log(f"PostgreSQL: {pg_where}\nRedis: {redis_where}")
+    pg_admin = psycopg.connect(pg_url, autocommit=True)
+    pg_admin.execute(f"CREATE DATABASE {FLOOD_DATABASE}")
+    base = pg_url.rsplit("/", 1)[0]
+    admin_url = f"{base}/{FLOOD_DATABASE}"
+    psql = services._find_binary("psql")
+    if not psql:
+        raise RuntimeError("psql not found (the monitoring role's migration runs through it)")
+    migration = subprocess.run(
+        [psql, admin_url, "-X", "-q", "-v", f"monitor_role={MONITOR_ROLE}", "-f", str(MIGRATION)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if migration.returncode != 0:
+        raise RuntimeError(f"migrations/002 failed:\n{migration.stdout}{migration.stderr}")
+    connection_limit = int(re.search(r"CONNECTION LIMIT (\d+)", migration.stdout)[1])
+    monitor_url = f"postgresql://{MONITOR_ROLE}@{urlsplit(pg_url).netloc.split('@')[-1]}/{FLOOD_DATABASE}"
+    for queue in QUEUES:  # healthy queues, filled by the real bullmq
+        run_scenario("populate", "bull", queue, redis_url, completed=3, waiting=2, delayed=1, prioritized=1)
+
+    api = LocalApi(build_dir)
+    functions = {route.function for route in api.routes if route.path in ROUTES}
+    template = _built_template(build_dir)
+    reserved_parameters = set()
+    for function in functions:
+        node = template["Resources"][function]["Properties"].get("ReservedConcurrentExecutions")
+        if isinstance(node, dict) and "Ref" in node:
+            reserved_parameters.add(node["Ref"])
+        elif node is not None:
+            raise RuntimeError(f"{function}: ReservedConcurrentExecutions {node!r} is not a parameter to raise")
+    undeclared = [f for f in functions if "HEALTH_CACHE_TTL_S" not in load_function(f, build_dir).environment]
+    if undeclared:
+        raise RuntimeError(f"HEALTH_CACHE_TTL_S is not declared for {', '.join(sorted(undeclared))}: make build")
+    redis_client = redis_py.Redis.from_url(redis_url)
+    with psycopg.connect(pg_url) as conn:
+        pg_version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
+    return {
+        "build_dir": build_dir,
+        "pg_admin": pg_admin,
+        "redis": redis_client,
+        "redis_url": redis_url,
+        "admin_url": admin_url,
+        "monitor_url": monitor_url,
+        "connection_limit": connection_limit,
+        "reserved_parameters": sorted(reserved_parameters),
+        "reserved_defaults": {name: template["Parameters"][name].get("Default") for name in reserved_parameters},
+        "pg_version": pg_version,
+        "redis_version": redis_client.info("server")["redis_version"],
+        "max_connections": int(pg_admin.execute("SHOW max_connections").fetchone()[0]),
+    }
+
+
+def _built_template(build_dir: Path) -> dict[str, Any]:
+    from samcli.yamlhelper import yaml_parse
+
+    return yaml_parse((build_dir / "template.yaml").read_text())
+
+
+# --------------------------------------------------------------------------- the section
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def ratio(baseline: float, bounded: float) -> str:
+    if bounded <= 0:
+        return f"{baseline:,.0f} vs 0" if baseline else "0 vs 0"
+    return f"{baseline / bounded:,.1f}{TIMES}"
+
+
+def section(cases: list[Case], services: dict[str, Any], clients: int, seconds: float) -> str:
+    from bench import table
+
+    rows = []
+    for case in cases:
+        checks = "" if case.route == "/api/health/queue" else f"{case.db_checks:,}"
+        rows.append([
+            f"`{case.route}`", case.config, f"{case.limit}", case.ttl_s, f"{case.rate(case.requests):,.0f}",
+            f"{case.rate(case.ran):,.0f}", f"{case.rate(case.statuses.get('429', 0)):,.0f}",
+            f"{case.cached / case.ran * 100:.1f} %" if case.ran else "",
+            f"{case.started}", f"{case.rate(case.xacts):,.1f}", checks, f"{case.peak_pg}",
+            f"{case.rate(case.redis_commands):,.1f}", f"{case.peak_redis}",
+        ])  # fmt: skip
+    verdicts: list[str] = []
+    ratio_rows = []
+    for route in ROUTES:
+        bounded = next(c for c in cases if c.route == route and c.config == "bounded")
+        baseline = next(c for c in cases if c.route == route and c.config == "baseline")
+        allowed = bounded.allowed_checks()
+        if route == "/api/health/queue":
+            check_target = "no database work"
+            check_ok = bounded.xacts == 0
+            check_text = f"{bounded.xacts} transactions"
+        else:
+            check_target = f"≤ 1 per environment per TTL: ≤ {allowed}" if allowed is not None else "cache off"
+            check_ok = allowed is not None and bounded.db_checks <= allowed
+            per = bounded.db_checks / (bounded.started * bounded.seconds / int(bounded.ttl_s)) if allowed else 0
+            check_text = f"{bounded.db_checks} ({per:.2f} per environment per TTL)"
+        stores_ok = bounded.peak_pg <= bounded.limit and bounded.peak_redis <= bounded.limit
+        verdicts += ["met" if check_ok else "MISSED", "met" if stores_ok else "MISSED"]
+        ratio_rows.append([
+            f"`{route}`", ratio(baseline.rate(baseline.xacts), bounded.rate(bounded.xacts)),
+            ratio(baseline.peak_pg, bounded.peak_pg), ratio(baseline.rate(baseline.redis_commands),
+                                                            bounded.rate(bounded.redis_commands)),
+            ratio(baseline.peak_redis, bounded.peak_redis),
+            f"{check_text}; target {check_target}: **{'met' if check_ok else 'MISSED'}**",
+            f"PostgreSQL {bounded.peak_pg}, Redis {bounded.peak_redis}; bound {bounded.limit}: "
+            f"**{'met' if stores_ok else 'MISSED'}**",
+        ])  # fmt: skip
+    unexpected = [f"{case.route} {case.config}: {status} {TIMES} {count}" for case in cases
+                  for status, count in sorted(case.statuses.items()) if status not in ("200", "429")]  # fmt: skip
+    errors = sum(case.errors for case in cases)
+    answers = (
+        "Every answer a function gave was 200 (healthy), with the monitoring role's rights in the bounded runs"
+        if not unexpected
+        else "Answers other than 200 and 429: " + "; ".join(unexpected)
+    ) + (f"; {errors} requests failed at the connection level." if errors else "; no request failed.")
+    parameters = ", ".join(f"`{name}` = {value}" for name, value in services["reserved_defaults"].items())
+    overall = "met" if all(v == "met" for v in verdicts) else "MISSED"
+    return "\n".join(
+        [
+            "## Flood on the public health routes (`tools/bench_flood.py`)",
+            "",
+            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()} ({os.cpu_count()} CPUs), "
+            f"Python {sys.version.split()[0]}, throwaway PostgreSQL {services['pg_version']} "
+            f"(`max_connections` {services['max_connections']}) and Redis {services['redis_version']} on free loopback "
+            "ports, through the local API (`tools/local_api.py`: the built template's routes, each function under the "
+            f"Lambda emulator with Lambda's concurrency model). Per route and configuration, from cold: {clients} "
+            f"anonymous clients, each on one keep-alive connection, sending GETs back to back for {seconds:g} s "
+            f"({seconds:g} s rather than 30 s keeps `make bench` short; it spans three TTLs). **bounded**: the "
+            f"template's defaults ({parameters}; `HEALTH_CACHE_TTL_S` unset = 5 s) and the monitoring role of "
+            f"`migrations/002_monitoring_role.sql` (CONNECTION LIMIT {services['connection_limit']}). **baseline**, "
+            f"measured in the same run: the unbounded, uncached behaviour, reserved concurrency raised to "
+            f"{BASELINE_ENVIRONMENTS} environments, `HEALTH_CACHE_TTL_S=0`, the admin credential.",
+            "",
+            *table(
+                [
+                    "route",
+                    "configuration",
+                    "environment limit",
+                    "TTL s",
+                    "requests/s",
+                    "answered by the function /s",
+                    "429 throttled /s",
+                    "from cache",
+                    "environments started",
+                    "PostgreSQL transactions/s",
+                    "db checks",
+                    "peak PostgreSQL connections",
+                    "Redis commands/s",
+                    "peak Redis clients",
+                ],
+                [
+                    "---",
+                    "---",
+                    "---:",
+                    "---:",
+                    "---:",
+                    "---:",
+                    "---:",
+                    "---:",
+                    "---:",
+                    "---:",
+                    "---:",
+                    "---:",
+                    "---:",
+                    "---:",
+                ],
+                rows,
+            ),
+            "",
+            "Baseline ÷ bounded, and the targets (on the bounded runs):",
+            "",
+            *table(
+                [
+                    "route",
+                    "PostgreSQL transactions/s",
+                    "peak PostgreSQL connections",
+                    "Redis commands/s",
+                    "peak Redis clients",
+                    "database checks",
+                    "connections ≤ the documented bound (the route function's reserved concurrency)",
+                ],
+                ["---", "---:", "---:", "---:", "---:", "---", "---"],
+                ratio_rows,
+            ),
+            "",
+            "PostgreSQL transactions are `xact_commit + xact_rollback` of the flood's own database, read before the "
+            "environments start and after they have stopped (so every backend has flushed its counters); each check "
+            "is one transaction and each new connection one more, so db checks = transactions minus environments "
+            "started. Connections and Redis clients are sampled every 100 ms from `pg_stat_activity` (the flood's "
+            "database) and `INFO clients`; Redis commands are `total_commands_processed` of the throwaway server, the "
+            "sampler's own INFO calls subtracted. A throttled request (429) never reaches a function: the local API "
+            "answers it when every environment the function may have is busy (on AWS, API Gateway answers a request "
+            "Lambda throttles with 500, and the template's route throttling, `PublicRouteThrottlingRateLimit` / "
+            "`PublicRouteThrottlingBurstLimit`, which the local API does not model, would turn most of this flood "
+            'away with 429 before Lambda). "From cache": '
+            "answers with `Age` ≥ 1 (the result was computed for an earlier request). The rates include the cold "
+            "starts: in the baseline the first seconds go to starting up to 50 environments on 2 CPUs, which lowers "
+            "its rates and so understates the ratios. The load generator is a subprocess of `bench_flood.py` with one "
+            "thread and one `http.client` keep-alive connection per client (no wrk/hey: not Python packages here, "
+            "and counting statuses and two headers needs nothing more).",
+            "",
+            answers,
+            "",
+            f"Targets: at most one database check per environment per TTL, and connections never above the documented "
+            f"bound: **{overall}**.",
+        ]
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=SECONDS, help=f"per route and configuration ({SECONDS:g})")
+    parser.add_argument("--clients", type=int, default=CLIENTS, help=f"concurrent clients ({CLIENTS})")
+    parser.add_argument("--routes", nargs="*", default=list(ROUTES), choices=ROUTES)
+    parser.add_argument("--no-write", action="store_true", help="print the section without writing BENCHMARKS.md")
+    parser.add_argument("--client", nargs=4, metavar=("URL", "PATH", "CLIENTS", "SECONDS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.client:  # the load generator's subprocess
+        url, path, clients, seconds = args.client
+        print(json.dumps(flood(url, path, int(clients), float(seconds))))
+        return 0
+    if not (1 <= args.clients <= 200 and 1 <= args.seconds <= 60):
+        parser.error("--clients must be 1..200 and --seconds 1..60 (a bounded flood)")
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="parel-flood-") as directory:
+        return _run(args, Path(directory))
+
+
+def _run(args: argparse.Namespace, directory: Path) -> int:
+    services = start_services(snapshot_build(directory))
+    cases = []
+    for route in args.routes:
+        for config in ("baseline", "bounded"):
+            log(f"flood: {route} {config}, {args.clients} clients for {args.seconds:g} s ...")
+            case = run_case(Case(route, config), services, args.clients, args.seconds)
+            log(f"  {case.rate(case.requests):,.0f} requests/s ({case.statuses}, p50 {case.p50_ms or 0:.1f} ms), "
+                f"{case.started} environments, "
+                f"{case.rate(case.xacts):,.1f} PostgreSQL transactions/s, peak {case.peak_pg} connections, "
+                f"{case.rate(case.redis_commands):,.1f} Redis commands/s, peak {case.peak_redis} clients")  # fmt: skip
+            cases.append(case)
+    if set(args.routes) != set(ROUTES):
+        return 0  # a partial run (debugging): no section
+    body = section(cases, services, args.clients, args.seconds)
+    if not args.no_write:
+        from bench import write_section
+
+        write_section("health-flood", body)
+    print(body)
+    return 1 if "MISSED" in body else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
