@@ -260,3 +260,83 @@ def test_work_a_routine_could_not_do_makes_the_run_incomplete_not_ok(configure, 
     assert (orphans["status"], orphans["count"]) == ("incomplete", 1)  # the live orphan session
     assert orphans["skipped"] == ["Account.userId -> User.id: table names no table in the database"]
     assert remaining(database_url, "Session") == {"s-live"}
+
+
+def waiting_statements(database_url: str, application_name: str) -> set[tuple[int, datetime]]:
+    """(pid, query_start) of the statements of ``application_name`` waiting for a lock."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            """SELECT pid, query_start FROM pg_stat_activity
+                WHERE datname = current_database() AND application_name = %s AND wait_event_type = 'Lock'""",
+            (application_name,),
+        ).fetchall()
+    return {(pid, started) for pid, started in rows}
+
+
+def poll(condition, timeout_s: float = 60, every_s: float = 0.02):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"not reached within {timeout_s} s")
+
+
+def test_a_statement_timeout_mid_run_keeps_the_run_lock_until_the_run_ends(configure, database_url, prefix):
+    """A table lock makes the sessions batch hit the statement timeout; the orphans routine then waits on the same
+    table. While it waits the first run still holds the heal lock: a second run is refused (409 / logged skip)."""
+    seed_rot(database_url, prefix)
+    first = configure(DB_STATEMENT_TIMEOUT_MS="4000", DB_APPLICATION_NAME="heal-first")
+    second = configure(DB_STATEMENT_TIMEOUT_MS="4000", DB_APPLICATION_NAME="heal-second")
+    holder = psycopg.connect(database_url)
+    outcome: dict = {}
+    try:
+        holder.execute("""LOCK TABLE "Session" IN ACCESS EXCLUSIVE MODE""")  # transaction stays open
+        thread = threading.Thread(
+            target=lambda: outcome.update(result=heal(first, HealOptions(routines=("sessions", "orphans"))))
+        )
+        thread.start()
+        (sessions_batch,) = poll(lambda: waiting_statements(database_url, "heal-first"))
+        # The sessions statement was cancelled by the statement timeout; the orphans routine waits now.
+        poll(lambda: waiting_statements(database_url, "heal-first") - {sessions_batch})
+        with pytest.raises(HealInProgress):
+            heal(second)
+        holder.rollback()
+        thread.join(60)
+    finally:
+        holder.close()
+    result = outcome["result"]
+    assert "statement timeout" in result["routines"]["sessions"]["error"], result["routines"]
+    assert result["routines"]["orphans"]["status"] == "ok", result["routines"]
+    assert heal(second)["staleSessions"] == 2  # the lock was released at the end of the first run
+
+
+def test_a_run_whose_lock_connection_died_starts_no_further_routine(configure, database_url, prefix):
+    """The lock lives on its own connection; if that connection ends mid-run, so does the lock, and the run
+    stops starting routines (another run may hold the lock by then)."""
+    seed_rot(database_url, prefix)
+    settings = configure(DB_APPLICATION_NAME="heal-lost")
+    holder = psycopg.connect(database_url)
+    outcome: dict = {}
+    try:
+        holder.execute("""LOCK TABLE "Session" IN ACCESS EXCLUSIVE MODE""")
+        thread = threading.Thread(
+            target=lambda: outcome.update(result=heal(settings, HealOptions(routines=("sessions", "orphans"))))
+        )
+        thread.start()
+        poll(lambda: waiting_statements(database_url, "heal-lost"))  # the sessions routine is under way
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            (terminated,) = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'heal-lost:lock'"
+            ).fetchone()
+        assert terminated
+        holder.rollback()
+        thread.join(60)
+    finally:
+        holder.close()
+    result = outcome["result"]
+    assert result["routines"]["sessions"]["status"] == "ok" and result["staleSessions"] == 2, result["routines"]
+    orphans = result["routines"]["orphans"]
+    assert (orphans["status"], orphans["count"]) == ("skipped", 0) and "lock was lost" in orphans["error"]
+    assert result["status"] == "partial"

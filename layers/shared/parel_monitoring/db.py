@@ -8,7 +8,9 @@ Server-side prepared statements are off when ``DB_PREPARED_STATEMENTS=false``.
 
 A connection that died between invocations (server restart, ``pg_terminate_backend``,
 idle timeout) is detected on use and replaced once within the same call, so one dead
-socket never turns into a false failure.
+socket never turns into a false failure. Only a connection that is really lost is closed:
+a statement timeout, lock timeout, deadlock or serialization failure (``OperationalError``
+subclasses too) leaves it, and the session state it holds, in place.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from parel_monitoring.scrub import safe_reason
 from parel_monitoring.settings import env_int, env_str, secret
 
 T = TypeVar("T")
+
+# SQLSTATEs after which the server has ended the session (besides class 08, connection exceptions):
+# admin_shutdown, crash_shutdown, cannot_connect_now, database_dropped, idle_session_timeout.
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03", "57P04", "57P05"})
 
 
 @dataclass(frozen=True)
@@ -74,14 +80,21 @@ class Database:
         self.settings = settings
         self._conn: psycopg.Connection | None = None
 
-    def _connect(self) -> psycopg.Connection:
+    def _connect(self, application_name: str | None = None) -> psycopg.Connection:
         return psycopg.connect(
             self.settings.url,
             connect_timeout=self.settings.connect_timeout_s,
             autocommit=True,
-            application_name=self.settings.application_name,
+            application_name=application_name or self.settings.application_name,
             prepare_threshold=5 if self.settings.prepared_statements else None,
         )
+
+    def open_dedicated(self, suffix: str) -> psycopg.Connection:
+        """A new connection of the caller's own (same settings, ``application_name`` + ``suffix``)."""
+        try:
+            return self._connect(self.settings.application_name[: 63 - len(suffix)] + suffix)
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable.from_error(exc) from None
 
     def connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -101,23 +114,31 @@ class Database:
             conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(self.settings.statement_timeout_ms),))
             return work(conn)
 
+    def _lost(self, exc: psycopg.Error) -> bool:
+        """Whether ``exc`` cost the connection itself (not only the statement or transaction)."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            return True
+        state = exc.sqlstate
+        return state is None or state.startswith("08") or state in _SESSION_ENDED
+
     def run(self, work: Callable[[psycopg.Connection], T]) -> T:
         """Run ``work(conn)`` in a short transaction; reconnect once if the reused socket was dead."""
         reused = self._conn is not None and not self._conn.closed
         try:
             return self._attempt(work)
-        except psycopg.OperationalError as exc:
-            if not (reused and self._conn is not None and self._conn.broken):
-                self.close()
-                raise DatabaseUnavailable.from_error(exc) from None
         except psycopg.Error as exc:
-            raise DatabaseUnavailable.from_error(exc) from None
-        # The connection kept from an earlier invocation had died: one fresh attempt.
-        self.close()
+            # A statement timeout or a lock conflict rolled back the transaction; the connection is fine.
+            if not (isinstance(exc, psycopg.OperationalError) and self._lost(exc)):
+                raise DatabaseUnavailable.from_error(exc) from None
+            self.close()
+            if not reused:
+                raise DatabaseUnavailable.from_error(exc) from None
+        # The connection kept from an earlier call had died: one fresh attempt.
         try:
             return self._attempt(work)
         except psycopg.Error as exc:
-            self.close()
+            if isinstance(exc, psycopg.OperationalError) and self._lost(exc):
+                self.close()
             raise DatabaseUnavailable.from_error(exc) from None
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 import redis
 
 from parel_monitoring import alerts, correlation, error_tracker, metrics
@@ -32,6 +33,8 @@ from parel_monitoring.settings import env_choice, env_int
 
 # pg_try_advisory_lock key: a fixed 64-bit number ("parel-heal" in ASCII)
 LOCK_KEY = 0x70617265_6C2D6865
+# A routine not started because the run's lock connection died (another run may have started since).
+LOCK_LOST = "the heal run lock was lost (its connection ended); the next run continues"
 
 # A routine that ran but left out part of what it was asked to do (a table or queue it could not find or
 # classify) puts the reasons in its detail's "skipped" list; its status, and the run's unless a routine
@@ -120,28 +123,69 @@ class _RunLock:
         self.held = True
         return self
 
+    def still_held(self) -> bool:
+        """Whether the lock is still this run's (checked before each routine)."""
+        return True
+
     def __exit__(self, *exc_info: Any) -> None:
         if self.held:
             with contextlib.suppress(*self.unavailable):  # gone with its connection, or expiring anyway
                 self._release()
 
 
+_HELD = """SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+           AND granted AND objsubid = 1 AND (classid::bigint << 32 | objid::bigint) = %s)"""
+
+
 class _AdvisoryLock(_RunLock):
-    """A session advisory lock: it dies with its connection."""
+    """A session advisory lock on a connection of its own: a statement timeout or a reconnect on the
+    routines' connection cannot release it, and it dies with its connection (a crashed run's too)."""
 
     store, unavailable = "PostgreSQL", (DatabaseUnavailable,)
 
     def __init__(self, database: Database) -> None:
         super().__init__()
         self.database = database
+        self.conn: psycopg.Connection | None = None
+
+    def _statement(self, query: str) -> Any:
+        assert self.conn is not None
+        try:
+            with self.conn.transaction():
+                timeout = str(self.database.settings.statement_timeout_ms)
+                self.conn.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
+                return self.conn.execute(query, (LOCK_KEY,)).fetchone()[0]  # type: ignore[index]
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable.from_error(exc) from None
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.close()
+            self.conn = None
 
     def _acquire(self) -> bool:
-        return self.database.run(
-            lambda conn: conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
-        )
+        self.conn = self.database.open_dedicated(":lock")
+        try:
+            acquired = bool(self._statement("SELECT pg_try_advisory_lock(%s)"))
+        except DatabaseUnavailable:
+            self._close()
+            raise
+        if not acquired:
+            self._close()
+        return acquired
 
     def _release(self) -> None:
-        self.database.run(lambda conn: conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,)))
+        try:
+            self._statement("SELECT pg_advisory_unlock(%s)")
+        finally:
+            self._close()  # ends the session, and with it the lock, whatever the unlock did
+
+    def still_held(self) -> bool:
+        try:
+            return self.conn is not None and bool(self._statement(_HELD))
+        except DatabaseUnavailable:
+            return False  # its connection died: the server released the lock
 
 
 REDIS_LOCK_KEY = "parel-monitoring:heal:lock"
@@ -187,6 +231,10 @@ def run_all(
         for name in options.routines:
             if budget.exhausted():
                 details[name] = {"status": SKIPPED, "count": 0, "partial": True, "error": None}
+                continue
+            if lock.held and not lock.still_held():
+                details[name] = {"status": SKIPPED, "count": 0, "partial": True, "error": LOCK_LOST}
+                create_logger("heal").error("Heal run lock lost: routine skipped", extra={"routine": name})
                 continue
             try:
                 detail = calls[name]()
