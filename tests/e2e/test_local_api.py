@@ -215,7 +215,8 @@ def test_a_flood_beyond_the_reserved_concurrency_is_throttled_and_environments_s
 
 
 def test_cli_prints_the_routes_serves_them_and_never_logs_the_token(built):
-    command = [sys.executable, str(ROOT / "tools" / "local_api.py"), "--port=0", f"--env-vars={ROOT / 'env.json'}"]
+    command = [sys.executable, str(ROOT / "tools" / "local_api.py"), "--port=0", f"--env-vars={ROOT / 'env.json'}",
+               "--parameter-overrides", "PublicHealthReservedConcurrency=3", "--max-environments=4"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         printed = []
@@ -224,6 +225,8 @@ def test_cli_prints_the_routes_serves_them_and_never_logs_the_token(built):
             printed.append(line)
         url = line.split()[2]
         assert any(route.split()[:2] == ["POST", "/api/admin/heal"] and "AdminAuthorizer" in route for route in printed)
+        health_db = next(route for route in printed if route.split()[:2] == ["GET", "/api/health/db"])
+        assert health_db.rstrip().endswith("(≤ 3 environments, reserved)"), health_db  # the override applied
         assert send(url, "GET", "/api/health/app").status == 200
         assert send(url, "POST", "/api/admin/alerts", [("Authorization", "Bearer cli-secret-token")]).status == 403
     finally:
