@@ -32,6 +32,7 @@ HEALTHY = {
     },
     "/api/health": {
         "status": "healthy",
+        "timestamp": "2026-11-29T21:00:00.000Z",
         "checks": {"app": {"status": "healthy"}, "db": {"status": "healthy"}, "queue": {"status": "healthy"}},
     },
 }
@@ -50,8 +51,16 @@ def _json(status: int, body, headers: dict[str, str] | None = None) -> Response:
     return Response(json.dumps(body), status=status, headers=headers or {}, content_type="application/json")
 
 
+def public_view(body: dict) -> dict:
+    """What a health route shows without the token (HEALTH_SHOW_DETAILS=when-authorized)."""
+    view = {key: body[key] for key in ("status", "reason") if key in body}
+    if isinstance(body.get("checks"), dict):
+        view["checks"] = {name: {"status": check.get("status")} for name, check in body["checks"].items()}
+    return view
+
+
 class FakeApi:
-    """The bundle's routes: health routes (no token), admin routes behind a bearer-token check."""
+    """The bundle's routes: health routes (figures for the token only), admin routes behind a bearer-token check."""
 
     def __init__(self, server: HTTPServer) -> None:
         self.server = server
@@ -61,6 +70,7 @@ class FakeApi:
         self.open_routes: set[str] = set()  # admin routes that (wrongly) accept any request
         self.wrong_token_status = 403
         self.echo = True
+        self.health_token = TOKEN  # the token the health routes show their figures to
         for route in HEALTH_ROUTES:
             server.expect_request(route, method="GET").respond_with_handler(self._health(route))
         for route in ("/api/admin/heal", "/api/admin/alerts"):
@@ -69,6 +79,8 @@ class FakeApi:
     def _health(self, route: str):
         def handle(request: Request) -> Response:
             status, body = self.health[route]
+            if request.headers.get("Authorization") != f"Bearer {self.health_token}":
+                body = public_view(body)
             headers = {}
             if self.echo and request.headers.get("x-correlation-id"):
                 headers["x-correlation-id"] = request.headers["x-correlation-id"]
@@ -178,9 +190,29 @@ def test_passing_run_without_token_skips_the_admin_checks(api, server):
     code, output = run(server)
     assert code == 0, output
     assert "admin token: not given" in output and "test alert and heal dry run skipped" in output
+    assert "health routes read anonymously (statuses only)" in output
+    assert rows(output)["GET /api/health/app"] == ("PASS", "200 healthy")
+    assert not any(request.headers.get("Authorization") for route in HEALTH_ROUTES for request in api.requests(route))
     assert "(test alert)" not in output
     assert output.rstrip().endswith("9 checks, 0 failed: PASS")
     assert all(request.data in (b"{}", b"") for request in api.requests("/api/admin/alerts"))
+
+
+def test_with_a_token_the_health_routes_are_sent_it_and_show_their_figures(api, server):
+    code, output = run(server, "--token", TOKEN)
+    assert code == 0, output
+    for route in HEALTH_ROUTES:
+        assert [request.headers.get("Authorization") for request in api.requests(route)] == [f"Bearer {TOKEN}"]
+    assert rows(output)["GET /api/health/db"] == ("PASS", "200 healthy; query 3ms, connections 4.00%")
+    assert "answered statuses only" not in output and TOKEN not in output
+
+
+def test_a_token_the_health_routes_do_not_accept_is_noted(api, server):
+    api.health_token = "another-token"  # or HEALTH_SHOW_DETAILS=never: statuses only, still 200
+    code, output = run(server, "--token", TOKEN)
+    assert code == 0, output
+    assert rows(output)["GET /api/health/queue"] == ("PASS", "200 healthy")
+    assert f"With the token, {', '.join(HEALTH_ROUTES)} answered statuses only" in output
 
 
 def test_an_unhealthy_route_fails_with_its_status_and_reason(api, server):
@@ -218,7 +250,7 @@ def test_degraded_passes_but_a_mismatched_status_code_fails(api, server):
     )
     api.health["/api/health/app"] = (200, {"status": "unhealthy"})
     api.health["/api/health/db"] = (500, {"error": "configuration", "message": "DATABASE_URL is not set"})
-    code, output = run(server)
+    code, output = run(server, "--token", TOKEN)
     table = rows(output)
     assert code == 1
     assert table["GET /api/health/queue"][0] == "PASS"
