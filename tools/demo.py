@@ -52,7 +52,10 @@ def show(title: str, invocation) -> None:
     payload = invocation.payload
     print(f"\n=== {title}")
     if isinstance(payload, dict) and "statusCode" in payload:
-        print(f"HTTP {payload['statusCode']}  x-correlation-id: {payload.get('headers', {}).get('x-correlation-id')}")
+        headers = payload.get("headers") or {}
+        cache = f"  cache-control: {headers['cache-control']}" if "cache-control" in headers else ""
+        age = f"  age: {headers['age']}" if "age" in headers else ""
+        print(f"HTTP {payload['statusCode']}  x-correlation-id: {headers.get('x-correlation-id')}{cache}{age}")
         try:
             print(json.dumps(json.loads(payload.get("body") or "null"), indent=2))
         except ValueError:
@@ -168,8 +171,13 @@ def main() -> int:
         ("HealthFunction", "health", "GET /api/health (Accept: application/health+json)"),
     ]
 
-    def event(name: str) -> dict:
+    # The figures of the health routes are for the admin token (HEALTH_SHOW_DETAILS=when-authorized).
+    admin = {"authorization": f"Bearer {env_vars['Parameters']['ADMIN_API_TOKEN']}"}
+
+    def event(name: str, headers: dict | None = None) -> dict:
         loaded = json.loads((ROOT / "events" / f"{name}.json").read_text())
+        if headers:
+            loaded["headers"] = {**loaded["headers"], **headers}
         for record in loaded.get("Records", []):  # a new SNS message each run (AlertsFunction remembers ids)
             record["Sns"]["MessageId"] = str(uuid.uuid4())
         return loaded
@@ -177,9 +185,9 @@ def main() -> int:
     try:
         for function, event_name, title in routes:
             with Emulator(load_function(function, env_vars=env_vars), extra_env=services_env) as emulator:
-                show(f"{title} (cold start)", emulator.invoke(event(event_name)))
-                if function == "HealthAppFunction":
-                    show(f"{title} (warm)", emulator.invoke(event(event_name)))
+                show(f"{title} (cold start, anonymous: statuses only)", emulator.invoke(event(event_name)))
+                show(f"{title} (warm, admin token: the full document, the result reused for HEALTH_CACHE_TTL_S)",
+                     emulator.invoke(event(event_name, admin)))  # fmt: skip
 
         with Emulator(load_function("AdminAuthorizerFunction", env_vars=env_vars)) as authorizer:
             show(
@@ -200,7 +208,7 @@ def main() -> int:
             show("POST /api/admin/heal", healed)
         for function, event_name, title in routes[1:3]:
             with Emulator(load_function(function, env_vars=env_vars), extra_env=services_env) as emulator:
-                show(f"{title} (after healing)", emulator.invoke(event(event_name)))
+                show(f"{title} (after healing, admin token)", emulator.invoke(event(event_name, admin)))
 
         sink = WebhookSink()
         alerts_env = {
