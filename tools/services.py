@@ -149,3 +149,90 @@ def redact(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@", 1)
     return url
+
+
+class RedisClusterProcess:
+    """A throwaway Redis Cluster on loopback ports (no replicas): :func:`start_redis_cluster`."""
+
+    def __init__(self, ports: list[int], processes: list[subprocess.Popen], work_dir: str) -> None:
+        self.ports = ports
+        self.processes = processes
+        self.work_dir = work_dir
+
+    @property
+    def url(self) -> str:
+        """A seed node's URL (a cluster client discovers the others)."""
+        return f"redis://127.0.0.1:{self.ports[0]}"
+
+    @property
+    def nodes(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", port) for port in self.ports]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def start_redis_cluster(masters: int = 3, timeout_s: float = 30) -> RedisClusterProcess:
+    """Start ``redis-server --cluster-enabled yes`` on ``masters`` free loopback ports in a temporary
+    directory, join them with ``redis-cli --cluster create`` (no replicas) and wait for
+    ``cluster_state:ok`` on every node. The caller stops it (:meth:`RedisClusterProcess.stop`)."""
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    missing = [name for name, path in (("redis-server", server), ("redis-cli", cli)) if not path]
+    if missing:
+        raise ServiceUnavailable(
+            f"Redis Cluster: {' and '.join(missing)} not found on PATH; the Redis Cluster tests start a "
+            "3-master cluster from them (install them, e.g. apt-get install redis-server redis-tools)"
+        )
+    assert server and cli
+    work_dir = tempfile.mkdtemp(prefix="parel-redis-cluster-")
+    ports: list[int] = []
+    while len(ports) < masters:  # the cluster bus listens on port + 10000: it must be free too
+        port = _free_port()
+        if port + 10000 <= 65535 and port not in ports and not is_listening("127.0.0.1", port + 10000, 0.1):
+            ports.append(port)
+    processes: list[subprocess.Popen] = []
+    cluster = RedisClusterProcess(ports, processes, work_dir)
+    try:
+        for port in ports:
+            node_dir = os.path.join(work_dir, str(port))
+            os.mkdir(node_dir)
+            argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                    "--cluster-config-file", os.path.join(node_dir, "nodes.conf"), "--cluster-node-timeout", "5000",
+                    "--save", "", "--appendonly", "no", "--dir", node_dir,
+                    "--logfile", os.path.join(node_dir, "redis.log")]  # fmt: skip
+            processes.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for port in ports:
+            _wait_listening(port, "Redis Cluster node")
+        created = subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{port}" for port in ports), "--cluster-replicas", "0",
+             "--cluster-yes"],
+            capture_output=True, text=True, timeout=timeout_s,
+        )  # fmt: skip
+        if created.returncode != 0:
+            raise ServiceUnavailable(f"redis-cli --cluster create failed: {created.stdout[-2000:]}{created.stderr}")
+        deadline = time.monotonic() + timeout_s
+        pending = list(ports)
+        while pending:
+            info = subprocess.run(
+                [cli, "-h", "127.0.0.1", "-p", str(pending[0]), "cluster", "info"],
+                capture_output=True, text=True, timeout=5,
+            )  # fmt: skip
+            if "cluster_state:ok" in info.stdout:
+                pending.pop(0)
+            elif time.monotonic() > deadline:
+                raise ServiceUnavailable(f"Redis Cluster on {ports}: no cluster_state:ok after {timeout_s} s")
+            else:
+                time.sleep(0.1)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster

@@ -8,6 +8,9 @@
 // --major picks the bullmq that runs the command: 5 (bullmq 5.81.5, the default) or 6 (bullmq 6.7.0),
 // installed side by side under the npm aliases bullmq5 and bullmq6 (BULLMQ_MAJOR sets the default).
 //
+// --cluster connects through an ioredis Cluster (new Cluster([seed node of --redis])) instead of a
+// single-node connection, for a Redis Cluster; the prefix must then hold a {hash-tag} (--prefix {bull}).
+//
 // Commands (every command prints one JSON document on stdout):
 //   populate        --completed N --failed N --waiting N --delayed N --prioritized N
 //                   [--delay-ms 3600000] [--timeout-ms 30000]
@@ -42,10 +45,11 @@
 //   job-state       --id X   queue.getJobState(X) plus the job's counters.
 //   obliterate      queue.obliterate({ force: true }) (test clean-up helper).
 import fs from 'node:fs';
+import { Cluster } from 'ioredis';
 
 const USAGE =
   'usage: node scenario.mjs <populate|crash-active|pause|resume|waiting-children|counts|open|stalled-check|work|job-state|obliterate> ' +
-  '--redis redis://127.0.0.1:6379 --prefix bull --queue NAME [--major 5|6] [options]';
+  '--redis redis://127.0.0.1:6379 --prefix bull --queue NAME [--major 5|6] [--cluster] [options]';
 const PACKAGES = { 5: 'bullmq5', 6: 'bullmq6' };
 // Set by main() from the bullmq of the requested major.
 let FlowProducer, Queue, Worker;
@@ -97,6 +101,14 @@ function connectionFromUrl(url) {
   if (db) conn.db = Number(db);
   if (u.protocol === 'rediss:') conn.tls = {};
   return conn;
+}
+
+// An ioredis Cluster seeded with the node of --redis (it discovers the others), shared by the command's
+// Queue/Worker/FlowProducer objects (each Worker duplicates it for its blocking connection).
+function clusterFromUrl(url) {
+  const { host, port, username, password, tls } = connectionFromUrl(url);
+  const redisOptions = { maxRetriesPerRequest: null, username, password, tls };
+  return new Cluster([{ host, port }], { redisOptions, enableReadyCheck: true });
 }
 
 function out(obj) {
@@ -407,15 +419,26 @@ async function main() {
   const major = Number(opts.major ?? process.env.BULLMQ_MAJOR ?? 5);
   if (!PACKAGES[major]) throw new Error(`--major must be one of ${Object.keys(PACKAGES).join(', ')}`);
   ({ FlowProducer, Queue, Worker } = await import(PACKAGES[major]));
+  const url = opts.redis || 'redis://127.0.0.1:6379';
+  const cluster = opts.cluster === 'true' ? clusterFromUrl(url) : null;
   const ctx = {
     opts,
     major,
     queueName,
     base: {
-      connection: connectionFromUrl(opts.redis || 'redis://127.0.0.1:6379'),
+      connection: cluster || connectionFromUrl(url),
       prefix: opts.prefix || 'bull',
     },
   };
+  try {
+    await run(command, ctx);
+  } finally {
+    if (cluster) await cluster.quit(); // shared: no Queue or Worker closes it
+  }
+  return 0;
+}
+
+async function run(command, ctx) {
   switch (command) {
     case 'populate':
       await populate(ctx);
@@ -453,7 +476,6 @@ async function main() {
     default:
       throw new Error(`unknown command: ${command}\n${USAGE}`);
   }
-  return 0;
 }
 
 main().then(

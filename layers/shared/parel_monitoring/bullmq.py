@@ -24,19 +24,26 @@ where both layouts are the same, or a paused queue without ready jobs) the versi
 bullmq 6 returns by default are the same numbers; its ``paused`` is what
 ``getJobCounts('paused')`` returns: 0 unless bullmq 5 left a ``paused`` list) for any number
 of queues in one round trip (one read-only Lua script, no ``KEYS`` command).
+
+Redis Cluster (``REDIS_CLUSTER=true``): :func:`get_redis` gives redis-py's ``RedisCluster``, and
+``BULLMQ_PREFIX`` must be a whole ``{hash-tag}`` (``{bull}``), as BullMQ requires there. Every key
+of every queue under that prefix then hashes to the tag's one slot: the counts script takes the
+keys of all queues in one call and the heal script builds job keys from its declared ``active``
+key, both within that slot (per-queue hash tags, ``{name}`` queue names, are not supported).
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
-from parel_monitoring.settings import ConfigurationError, env_float, env_str, secret
+from parel_monitoring.settings import ConfigurationError, env_choice, env_float, env_str, secret
 
 COUNT_TYPES = ("waiting", "active", "completed", "failed", "delayed", "prioritized", "paused", "waiting-children")
 # Queue names: no key separator (BullMQ rejects ":" too), no whitespace, no hash-tag braces,
@@ -47,11 +54,17 @@ _QUEUE_NAME = re.compile(r"[^\s:{}]{1,200}")
 _PREFIX = re.compile(r"\{[A-Za-z0-9_.\-]{1,98}\}|[A-Za-z0-9_.\-]{1,100}")
 
 
+def redis_cluster_enabled() -> bool:
+    """``REDIS_CLUSTER``: ``true`` when ``REDIS_URL`` is a node of a Redis Cluster (cluster mode enabled)."""
+    return env_choice("REDIS_CLUSTER", "false", ("true", "false")) == "true"
+
+
 @dataclass(frozen=True)
 class RedisSettings:
     url: str = field(repr=False)  # holds the password
     connect_timeout_s: float
     socket_timeout_s: float
+    cluster: bool = False
 
     @classmethod
     def from_env(cls) -> RedisSettings:
@@ -59,6 +72,7 @@ class RedisSettings:
             url=secret("REDIS_URL", required=True),
             connect_timeout_s=env_float("REDIS_CONNECT_TIMEOUT_S", 1.0, 0.05, 30.0),
             socket_timeout_s=env_float("REDIS_SOCKET_TIMEOUT_S", 2.0, 0.05, 60.0),
+            cluster=redis_cluster_enabled(),
         )
 
 
@@ -73,6 +87,10 @@ class QueueSettings:
         prefix = env_str("BULLMQ_PREFIX", "bull")
         if not _PREFIX.fullmatch(prefix):
             raise ConfigurationError("BULLMQ_PREFIX", "must be letters, digits, _ . - (optionally in {hash-tag})")
+        if redis_cluster_enabled() and not prefix.startswith("{"):
+            # Without a hash tag a queue's keys spread over the cluster's slots: neither BullMQ's
+            # scripts nor ours could run (CROSSSLOT), and the queues would not share one slot.
+            raise ConfigurationError("BULLMQ_PREFIX", "must be a {hash-tag} prefix like {bull} with REDIS_CLUSTER=true")
         names = tuple(dict.fromkeys(name.strip() for name in (env_str("QUEUE_NAMES") or "").split(",") if name.strip()))
         if not names:
             raise ConfigurationError("QUEUE_NAMES", "must list at least one queue (comma-separated)")
@@ -91,8 +109,10 @@ def get_redis(settings: RedisSettings) -> redis.Redis:
 
     One retry without backoff, on connection errors only: enough to replace a socket that
     died between invocations, and still an answer within connect + socket timeout when
-    Redis is down or hangs.
+    Redis is down or hangs. With ``settings.cluster``: a :class:`ClusterClient`.
     """
+    if settings.cluster:
+        return ClusterClient(settings)  # type: ignore[return-value]  # the same commands, routed by slot
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
@@ -104,6 +124,80 @@ def get_redis(settings: RedisSettings) -> redis.Redis:
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         client_name="parel-monitoring",
     )
+
+
+class ClusterUnavailable(redis.ConnectionError):
+    """A Redis Cluster error redis-py raises outside ``redis.RedisError`` (``RedisClusterException``:
+    no reachable node, a slot not covered), so that every caller's ``except redis.RedisError`` holds."""
+
+
+class ClusterClient:
+    """redis-py's ``RedisCluster``, created on the first command rather than at ``get_redis``.
+
+    ``RedisCluster()`` reads the cluster's topology (``CLUSTER SLOTS``) in its constructor; made
+    lazily, an unreachable cluster fails the command that needs it, where the caller handles
+    ``redis.RedisError`` (the health check answers unhealthy, alert deduplication fails open),
+    instead of the handler. Commands are routed to the node serving their keys' slot (``MOVED``
+    and ``ASK`` followed); scripts are registered without a round trip (``SCRIPT LOAD`` reaches every
+    primary when a node does not know one). Errors outside ``redis.RedisError`` become
+    :class:`ClusterUnavailable`. One retry without backoff on connection errors and timeouts,
+    after a topology refresh (redis-py's cluster retry), so a down cluster answers within
+    about twice the connect + socket timeouts.
+    """
+
+    def __init__(self, settings: RedisSettings) -> None:
+        self._settings = settings
+        self._cluster: Any = None
+        self._lock = threading.Lock()
+
+    def _client(self) -> Any:
+        if self._cluster is None:
+            with self._lock:
+                if self._cluster is None:
+                    self._cluster = self._translated(self._connect)()
+        return self._cluster
+
+    def _connect(self) -> Any:
+        from redis.backoff import NoBackoff
+        from redis.cluster import RedisCluster
+        from redis.retry import Retry
+
+        settings = self._settings
+        return RedisCluster.from_url(
+            settings.url,
+            socket_connect_timeout=settings.connect_timeout_s,
+            socket_timeout=settings.socket_timeout_s,
+            retry=Retry(NoBackoff(), 1),
+            client_name="parel-monitoring",
+        )
+
+    @staticmethod
+    def _translated(method: Any) -> Any:
+        from redis.exceptions import RedisClusterException
+
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except RedisClusterException as exc:
+                raise ClusterUnavailable(f"Redis Cluster: {type(exc).__name__}: {exc}") from exc
+
+        return call
+
+    def get_encoder(self) -> Any:
+        """The encoder a ``Script`` hashes its text with (redis-py's default, as the cluster's nodes use)."""
+        from redis._parsers.encoders import Encoder
+
+        return Encoder("utf-8", "strict", False)
+
+    def register_script(self, script: str) -> Any:
+        from redis.commands.core import Script
+
+        return Script(self, script)  # evalsha/script_load go through __getattr__ on first call
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client(), name)
+        return self._translated(attribute) if callable(attribute) else attribute
 
 
 def queue_key(prefix: str, queue: str, key_type: str) -> str:
@@ -177,7 +271,7 @@ def job_counts(client: redis.Redis, prefix: str, queues: Iterable[str]) -> dict[
 
     One EVALSHA of a read-only script (redis-py loads it once per server), so the cost
     does not grow with round trips, and every key is declared: on Redis Cluster the
-    queues need a ``{hash-tag}`` prefix, as BullMQ itself requires there.
+    ``{hash-tag}`` prefix puts every queue's keys in one slot, so one call reads them all.
     """
     names = list(dict.fromkeys(queues))
     if not _script:

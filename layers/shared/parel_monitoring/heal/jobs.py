@@ -61,9 +61,11 @@ _KEY_TYPES = {
 }
 
 # KEYS: the _KEY_TYPES keys, in that order.
-# ARGV: job key prefix "<prefix>:<queue>:", threshold ms, max stalled count, dry run (0/1), force (0/1), job ids...
+# ARGV: threshold ms, max stalled count, dry run (0/1), force (0/1), job ids...
 # Replies {"empty"}, {"skip", reason} or {"ok", longRunning, failedNext, layout (5|6), requeued id...}.
-# Job keys are built from the prefix, as BullMQ's scripts build them (same hash slot under a {tag} prefix).
+# The other keys it touches (job hash "<prefix>:<queue>:<id>", its ":lock", "repeat:<scheduler id>") are
+# derived from the declared `active` key, as BullMQ's own scripts build them: under a {hash-tag} prefix
+# (Redis Cluster) every one of them is in the slot of the declared keys, whatever the job id.
 _HEAL_LUA = (
     LAYOUT_LUA + "local EXPECTED = {" + ", ".join(f"'{kind}'" for kind in _KEY_TYPES.values()) + "}\n"
     "local STALLED_REASON = '" + STALLED_REASON + "'\n"
@@ -86,8 +88,9 @@ if not anyKey then return {'empty'} end
 local layout, unknown = queue_layout(waitKey, pausedKey, metaKey)
 if not layout then return {'skip', unknown} end
 
-local jobPrefix, threshold, maxStalled = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local dryRun, force = ARGV[4] == '1', ARGV[5] == '1'
+local jobPrefix = string.sub(activeKey, 1, #activeKey - #'active')  -- "<prefix>:<queue>:"
+local threshold, maxStalled = tonumber(ARGV[1]), tonumber(ARGV[2])
+local dryRun, force = ARGV[3] == '1', ARGV[4] == '1'
 local time = rcall('TIME')  -- Redis' clock, not Lambda's (writes after TIME: Redis >= 5, effects replication)
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local maxEvents = rcall('HGET', metaKey, 'opts.maxLenEvents') or 10000
@@ -104,7 +107,7 @@ end
 
 local longRunning, failedNext, wake = 0, 0, false
 local reply = {'ok', 0, 0, layout}
-for i = 6, #ARGV do
+for i = 5, #ARGV do
   local jobId = ARGV[i]
   local jobKey = jobPrefix .. jobId
   local job = rcall('HMGET', jobKey, 'processedOn', 'priority', 'rjk', 'stc')
@@ -188,8 +191,7 @@ class _HealRun:
             _script.append(self.client.register_script(_HEAL_LUA))
         settings = self.settings
         keys = [queue_key(settings.queues.prefix, queue, key_type) for key_type in _KEY_TYPES]
-        job_key_prefix = queue_key(settings.queues.prefix, queue, "")
-        head = [job_key_prefix, settings.threshold_ms, settings.max_stalled_count, int(self.dry_run), int(self.force)]
+        head = [settings.threshold_ms, settings.max_stalled_count, int(self.dry_run), int(self.force)]
 
         def run(job_ids: list[str]) -> list[Any] | None:
             """The script's reply for these ids, or None after recording why the queue is left alone."""

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from parel_monitoring.bullmq import RedisSettings, get_redis
+from parel_monitoring.bullmq import RedisSettings, get_redis, redis_cluster_enabled
 from parel_monitoring.logs import create_logger
 from parel_monitoring.notify.dedup import AlertState
 from parel_monitoring.notify.delivery import Channel, DeliverySettings, fan_out
@@ -38,6 +38,7 @@ class AlertSettings:
                 redis_url,
                 env_float("ALERT_REDIS_CONNECT_TIMEOUT_S", 0.5, 0.05, 10),
                 env_float("ALERT_REDIS_SOCKET_TIMEOUT_S", 1.0, 0.05, 10),
+                cluster=redis_cluster_enabled(),  # its keys are hash-tagged: each decision within one slot
             )
             if redis_url
             else None,
