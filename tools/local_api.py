@@ -422,25 +422,34 @@ class _Pool:
 class _Environments:
     """Lambda's concurrency: per function up to ``limit`` environments, started on demand, one invocation each."""
 
-    def __init__(self, start: Callable[[str], Emulator], limits: Mapping[str, int]) -> None:
+    def __init__(self, start: Callable[[str], Emulator], limits: Mapping[str, int], wait_s: float = 0.0) -> None:
         self._start = start
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._pools = {function: _Pool(limit) for function, limit in limits.items()}
         self._live: dict[Emulator, str] = {}  # every environment not yet stopped -> its function
         self._stopped = False
+        self._wait_s = wait_s
 
     def invoke(self, function: str, event: dict[str, Any]) -> Invocation:
         pool = self._pools[function]
         with self._lock:
-            if self._stopped:
-                raise EmulatorError("the local API is stopping")
-            emulator = pool.idle.pop() if pool.idle else None  # the most recently used one
-            if emulator is None:
-                if pool.size >= pool.limit:
+            give_up = time.monotonic() + self._wait_s
+            while True:
+                if self._stopped:
+                    raise EmulatorError("the local API is stopping")
+                if pool.idle:
+                    emulator: Emulator | None = pool.idle.pop()  # the most recently used one
+                    break
+                if pool.size < pool.limit:
+                    emulator = None
+                    pool.size += 1
+                    pool.peak = max(pool.peak, pool.size)
+                    break
+                remaining = give_up - time.monotonic()
+                if remaining <= 0:
                     pool.throttled += 1
                     raise Throttled(f"{function}: {pool.size} of {pool.limit} environments busy")
-                pool.size += 1
-                pool.peak = max(pool.peak, pool.size)
+                self._lock.wait(remaining)
         try:
             if emulator is not None and emulator.process is not None and emulator.process.poll() is not None:
                 self._forget(emulator)  # it crashed after its last invocation: a new one in its place
@@ -453,6 +462,7 @@ class _Environments:
         except BaseException:
             with self._lock:
                 pool.size -= 1
+                self._lock.notify_all()
             raise
         try:
             return emulator.invoke(event)
@@ -461,6 +471,7 @@ class _Environments:
                 stopped = self._stopped
                 if not stopped:
                     pool.idle.append(emulator)
+                    self._lock.notify_all()
             if stopped:
                 self._forget(emulator)
 
@@ -481,6 +492,7 @@ class _Environments:
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
+            self._lock.notify_all()
             emulators = list(self._live)
             self._live.clear()
             for pool in self._pools.values():
@@ -503,7 +515,11 @@ class LocalApi:
         max_environments: int = DEFAULT_MAX_ENVIRONMENTS,
         parameter_overrides: dict[str, str] | None = None,
         request_log: bool = True,
+        wait_for_environment_s: float = 0.0,
     ) -> None:
+        """``wait_for_environment_s``: how long a request that finds every environment of its function busy
+        waits for one before it is throttled (0, the default: at once, as Lambda does; a harness that wants
+        requests queued behind a fixed number of environments sets it)."""
         from samcli.yamlhelper import yaml_parse
 
         template_path = Path(build_dir) / "template.yaml"
@@ -525,7 +541,7 @@ class LocalApi:
         parameters = template_parameters(template, self.parameter_overrides, self.env_vars)
         self.reserved = reserved_concurrency(template, parameters, functions)
         self.limits = {f: max_environments if self.reserved[f] is None else self.reserved[f] for f in functions}
-        self._environments = _Environments(self._start_environment, self.limits)
+        self._environments = _Environments(self._start_environment, self.limits, wait_for_environment_s)
         self._server: ThreadingHTTPServer | None = None
 
     def _start_environment(self, function: str) -> Emulator:

@@ -366,7 +366,14 @@ def run_load(admin_url: str, redis: str) -> Finding:
     started_case = time.monotonic()
     with (
         FreshDatabase(admin_url, "load") as db,
-        LocalApi(BUILD_DIR, extra_env=api_env(db.url, redis, prefix, token)) as api,
+        # One execution environment per health function, requests queued for it rather than throttled
+        # (the local API models Lambda's reserved concurrency): the connection bound below is one per function.
+        LocalApi(
+            BUILD_DIR,
+            extra_env=api_env(db.url, redis, prefix, token),
+            wait_for_environment_s=60,
+            parameter_overrides={"PublicHealthReservedConcurrency": "1"},
+        ) as api,
     ):
         warm = warm_up(api)
         log(f"load: warm-up {warm}; {LOAD_WORKERS} workers, {LOAD_REQUESTS} requests or {LOAD_SECONDS:g} s")

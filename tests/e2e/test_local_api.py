@@ -352,6 +352,19 @@ def test_concurrent_invocations_get_their_own_environments_up_to_the_limit_then_
     assert echo_api.environment_stats()["EchoFunction"]["started"] == stats["started"]
 
 
+def test_with_a_wait_requests_queue_for_a_busy_environment_instead_of_429(echo_api):
+    overrides = {"EchoConcurrency": "1"}
+    with LocalApi(echo_api.build_dir, parameter_overrides=overrides, wait_for_environment_s=30) as api:
+        started = time.monotonic()
+        with ThreadPoolExecutor(3) as pool:  # 1 s each, one environment: one after the other
+            replies = list(pool.map(lambda _: send(api.url, "GET", "/items/1?reply=sleep"), range(3)))
+        elapsed = time.monotonic() - started
+        stats = api.environment_stats()["EchoFunction"]
+    assert [reply.status for reply in replies] == [200, 200, 200]
+    assert len({reply.headers["x-pid"] for reply in replies}) == 1 and stats["started"] == 1
+    assert stats["throttled"] == 0 and elapsed >= 3
+
+
 def test_a_reserved_concurrency_of_zero_throttles_every_request(echo_api):
     with LocalApi(echo_api.build_dir, parameter_overrides={"EchoConcurrency": "0"}) as api:
         reply = send(api.url, "GET", "/items/1")
