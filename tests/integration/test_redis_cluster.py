@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 import time
 import uuid
@@ -153,6 +154,15 @@ def test_the_cluster_has_three_masters_and_a_plain_client_is_redirected(cluster,
     plain.close()
 
 
+def test_a_missing_redis_binary_fails_saying_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither binary
+    with pytest.raises(services.ServiceUnavailable, match=r"redis-server and redis-cli not found"):
+        services.start_redis_cluster()
+    (tmp_path / "redis-server").symlink_to(shutil.which("redis-server", path="/usr/local/bin:/usr/bin:/bin"))
+    with pytest.raises(services.ServiceUnavailable, match=r"Redis Cluster: redis-cli not found .*apt-get install"):
+        services.start_redis_cluster()
+
+
 # --------------------------------------------------------------------------- counts
 
 
@@ -231,7 +241,7 @@ def test_stuck_jobs_are_requeued_and_completed_exactly_once(cluster, inspector, 
         assert inspector.hget(f"{prefix}:crashy:{job_id}", "stc") == "1"
     assert heal_stuck_jobs(client, settings, Budget())["count"] == 0
 
-    worked = scenario(cluster, "work", prefix, "crashy", seconds=1.5)
+    worked = scenario(cluster, "work", prefix, "crashy", seconds=3)
     assert sorted(worked["completed"], key=int) == sorted(crashed, key=int)  # each exactly once
     assert worked["failed"] == [] and worked["stalled"] == []
     assert_counts(client, cluster, prefix, {"crashy": {"completed": 6}}, bullmq_major)
@@ -251,7 +261,7 @@ def test_stuck_jobs_of_a_paused_queue_go_where_the_major_keeps_them(cluster, ins
     assert_counts(client, cluster, prefix, {"held": {"paused" if bullmq_major == 5 else "waiting": 2}}, bullmq_major)
     assert inspector.exists(f"{prefix}:held:marker") == 0
     scenario(cluster, "resume", prefix, "held")
-    worked = scenario(cluster, "work", prefix, "held", seconds=1.5)
+    worked = scenario(cluster, "work", prefix, "held", seconds=3)
     assert sorted(worked["completed"], key=int) == sorted(crashed, key=int) and worked["failed"] == []
 
 
