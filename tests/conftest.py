@@ -181,3 +181,14 @@ def password_protected_redis():
         process.kill()
         process.wait()
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A throwaway 3-master Redis Cluster on loopback ports (``services.start_redis_cluster``), stopped at the
+    end of the session; a missing ``redis-server`` or ``redis-cli`` fails the tests that use it, saying so."""
+    cluster = services.start_redis_cluster(masters=3)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

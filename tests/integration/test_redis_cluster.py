@@ -1,8 +1,8 @@
 """Redis Cluster (``REDIS_CLUSTER=true``) on a real 3-master cluster, with queues written by real bullmq 5 and 6.
 
-The module starts its own cluster (``services.start_redis_cluster``: three ``redis-server
---cluster-enabled yes`` on free loopback ports, joined by ``redis-cli --cluster create``) and
-stops it at the end; a missing ``redis-server`` or ``redis-cli`` fails with what to install.
+The session's cluster (the ``redis_cluster`` fixture, ``services.start_redis_cluster``: three
+``redis-server --cluster-enabled yes`` on free loopback ports, joined by ``redis-cli --cluster
+create``, stopped at the end); a missing ``redis-server`` or ``redis-cli`` fails with what to install.
 Node writes the queues through an ioredis ``Cluster`` connection (``scenario.mjs --cluster``).
 Each test's ``{hash-tag}`` prefix hashes to a slot the seed node (the one in ``REDIS_URL``) does
 not serve, so a client that does not follow the cluster's routing fails (``MOVED``), and so
@@ -56,12 +56,8 @@ _SETTINGS = ("REDIS_URL", "REDIS_CLUSTER", "BULLMQ_PREFIX", "QUEUE_NAMES", "HIGH
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    started = services.start_redis_cluster(masters=3)
-    try:
-        yield started
-    finally:
-        started.stop()
+def cluster(redis_cluster):
+    return redis_cluster
 
 
 @pytest.fixture(scope="module")
