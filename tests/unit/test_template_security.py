@@ -164,6 +164,16 @@ def test_readme_states_the_connection_bound_the_template_gives(store):
     assert sentence in README, f"README's bound is missing or stale; the template gives:\n{sentence}"
 
 
+def test_the_docs_state_the_reserved_concurrency_the_template_reserves_by_default():
+    """Lambda keeps 100 of the account's concurrency unreserved: operators need the sum to size their quota."""
+    parameters = TEMPLATE["Parameters"]
+    reserved = [
+        int(parameters[p["ReservedConcurrentExecutions"]["Ref"]]["Default"]) for p in functions(TEMPLATE).values()
+    ]
+    assert f" = {sum(reserved)} by default)" in README
+    assert f"({sum(reserved)} by default)" in (ROOT / "docs" / "operations.md").read_text()
+
+
 def test_the_stated_bound_changes_when_a_function_opens_a_store():
     broken = copy.deepcopy(TEMPLATE)
     broken["Resources"]["HealthDbFunction"]["Properties"]["ReservedConcurrentExecutions"] = {
