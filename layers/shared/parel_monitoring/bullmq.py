@@ -196,6 +196,8 @@ class ClusterClient:
         return Script(self, script)  # evalsha/script_load go through __getattr__ on first call
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle and friends probe these: no connection for them
+            raise AttributeError(name)
         attribute = getattr(self._client(), name)
         return self._translated(attribute) if callable(attribute) else attribute
 
