@@ -5,7 +5,12 @@ from parel_monitoring.http import header
 from parel_monitoring.observability import lambda_handler
 
 
-@lambda_handler(http=False)
+def _misconfigured(exc):
+    """A malformed setting (logged at init by name, never value): fail closed, like no token configured."""
+    return {"isAuthorized": False, "context": {"status": 403, "reason": f"configuration: {exc.variable} {exc.problem}"}}
+
+
+@lambda_handler(http=False, on_configuration_error=_misconfigured)
 def handler(event, context):
     decision = authorize(header(event, "authorization"), admin_token())
     if not decision.authorized:

@@ -43,7 +43,7 @@ from typing import Any
 
 import redis
 
-from parel_monitoring.settings import ConfigurationError, env_choice, env_float, env_str, secret
+from parel_monitoring.settings import ConfigurationError, env_choice, env_float, env_str, redis_url, secret
 
 COUNT_TYPES = ("waiting", "active", "completed", "failed", "delayed", "prioritized", "paused", "waiting-children")
 # Queue names: no key separator (BullMQ rejects ":" too), no whitespace, no hash-tag braces,
@@ -69,7 +69,7 @@ class RedisSettings:
     @classmethod
     def from_env(cls) -> RedisSettings:
         return cls(
-            url=secret("REDIS_URL", required=True),
+            url=redis_url(secret("REDIS_URL", required=True)),
             connect_timeout_s=env_float("REDIS_CONNECT_TIMEOUT_S", 1.0, 0.05, 30.0),
             socket_timeout_s=env_float("REDIS_SOCKET_TIMEOUT_S", 2.0, 0.05, 60.0),
             cluster=redis_cluster_enabled(),

@@ -22,16 +22,26 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from parel_monitoring.failures import category
 from parel_monitoring.scrub import safe_reason
-from parel_monitoring.settings import env_int, env_str, secret
+from parel_monitoring.settings import ConfigurationError, env_bool, env_int, env_str, secret
 
 T = TypeVar("T")
 
 # SQLSTATEs after which the server has ended the session (besides class 08, connection exceptions):
 # admin_shutdown, crash_shutdown, cannot_connect_now, database_dropped, idle_session_timeout.
 _SESSION_ENDED = frozenset({"57P01", "57P02", "57P03", "57P04", "57P05"})
+
+
+def _conninfo(url: str) -> str:
+    """DATABASE_URL when libpq can parse it (a URL or key=value pairs); a ConfigurationError otherwise."""
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise ConfigurationError("DATABASE_URL", "is not a valid PostgreSQL connection URL") from None
+    return url
 
 
 @dataclass(frozen=True)
@@ -45,12 +55,12 @@ class DatabaseSettings:
     @classmethod
     def from_env(cls) -> DatabaseSettings:
         return cls(
-            url=secret("DATABASE_URL", required=True),
+            url=_conninfo(secret("DATABASE_URL", required=True)),
             connect_timeout_s=env_int("DB_CONNECT_TIMEOUT_S", 3, minimum=1, maximum=60),
             # Keep it below the function's Timeout (the template sets both), so a stuck
             # query ends with an answer before Lambda kills the invocation.
             statement_timeout_ms=env_int("DB_STATEMENT_TIMEOUT_MS", 5000, minimum=1, maximum=900_000),
-            prepared_statements=(env_str("DB_PREPARED_STATEMENTS", "true").lower() not in ("false", "0", "no")),
+            prepared_statements=env_bool("DB_PREPARED_STATEMENTS", True),
             application_name=env_str("DB_APPLICATION_NAME")
             or f"parel-monitoring:{env_str('AWS_LAMBDA_FUNCTION_NAME', 'local')}"[:63],
         )

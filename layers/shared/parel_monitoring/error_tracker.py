@@ -57,7 +57,9 @@ def init_sentry(settings: Any = None) -> bool:
     from sentry_sdk.integrations.aws_lambda import AwsLambdaIntegration
     from sentry_sdk.integrations.logging import LoggingIntegration
 
-    sentry_sdk.init(
+    from parel_monitoring.settings import ConfigurationError
+
+    options = dict(
         dsn=settings.sentry_dsn,
         environment=settings.stage,
         release=settings.release,
@@ -71,6 +73,10 @@ def init_sentry(settings: Any = None) -> bool:
         before_send=_before_send,
         before_send_transaction=_before_send,
     )
+    try:
+        sentry_sdk.init(**options)
+    except Exception as exc:  # BadDsn and the like: the name of the variable, never its value
+        raise ConfigurationError("SENTRY_DSN", f"was refused by sentry-sdk ({type(exc).__name__})") from None
     _state["enabled"] = True
     return True
 

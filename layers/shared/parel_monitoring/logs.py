@@ -18,6 +18,7 @@ from typing import Any
 
 from parel_monitoring import correlation
 from parel_monitoring.scrub import scrub, scrub_text
+from parel_monitoring.settings import log_level
 
 # Keys of the invocation in progress (Lambda context, cold start), set by the
 # handler decorator and added to every line of every logger.
@@ -31,7 +32,8 @@ def bind_invocation(**keys: Any) -> None:
 
 
 def _level() -> str:
-    return (os.environ.get("POWERTOOLS_LOG_LEVEL") or os.environ.get("LOG_LEVEL") or "INFO").upper()
+    # A value that is no level logs at INFO; the handler decorator reports it as a configuration error.
+    return log_level()[0]
 
 
 def _safe_extra(extra: Mapping[str, Any] | None) -> dict[str, Any]:

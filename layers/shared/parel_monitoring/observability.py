@@ -54,30 +54,39 @@ def is_http_event(event: Any) -> bool:
 
 
 def lambda_handler(
-    settings_factory: Callable[[], Any] | None = None, *, http: bool | None = True, service: str | None = None
+    settings_factory: Callable[[], Any] | None = None,
+    *,
+    http: bool | None = True,
+    service: str | None = None,
+    on_configuration_error: Callable[[ConfigurationError], Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[[Any, Any], Any]]:
     """Decorate ``fn(event, context[, settings])``; see the module docstring.
 
     ``http=False`` is for non-HTTP triggers (schedules, SNS): errors are logged,
     captured and re-raised so Lambda's retries and destinations apply. ``http=None``
     decides per event (a function serving both an API route and a schedule).
+    ``on_configuration_error(exc)``: the answer of a non-HTTP function whose
+    settings are wrong, instead of raising (the authorizer denies).
+    Init never raises: whatever fails there is answered on every invocation.
     """
     service = (
         service or os.environ.get("POWERTOOLS_SERVICE_NAME") or os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "parel")
     )
     logger = create_logger(service)
     settings: Any = None
-    config_error: ConfigurationError | None = None
+    init_error: Exception | None = None
     try:
         error_tracker.init_sentry(ObservabilitySettings.from_env())
         if settings_factory is not None:
             settings = settings_factory()
     except ConfigurationError as exc:
-        config_error = exc
+        init_error = exc
         logger.error("Configuration error", extra={"variable": exc.variable, "problem": exc.problem})
         error_tracker.capture_message(
             f"Configuration error: {exc}", {"variable": exc.variable, "action": service}, ErrorSeverity.ERROR
         )
+    except Exception as exc:  # not a setting: answered like an unhandled error, not an import crash
+        init_error = exc
 
     def decorate(fn: Callable[..., Any]) -> Callable[[Any, Any], Any]:
         @functools.wraps(fn)
@@ -88,10 +97,15 @@ def lambda_handler(
             bind_invocation(**_context_keys(context))
             error_tracker.set_correlation_tag(correlation_id)
             try:
-                if config_error is not None:
-                    raise config_error
+                # A fresh exception per invocation (re-raising the stored one would grow its traceback).
+                if isinstance(init_error, ConfigurationError):
+                    raise ConfigurationError(init_error.variable, init_error.problem)
+                if init_error is not None:
+                    raise RuntimeError(f"initialisation failed ({type(init_error).__name__})") from init_error
                 response = fn(event, context, settings) if settings_factory is not None else fn(event, context)
             except ConfigurationError as exc:
+                if on_configuration_error is not None and not as_http:
+                    return on_configuration_error(exc)
                 if not as_http:
                     raise
                 response = error_response(500, "configuration", f"{exc.variable} {exc.problem}", variable=exc.variable)

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from parel_monitoring import __version__
 from parel_monitoring.scrub import register_secret
@@ -74,6 +75,15 @@ def env_int(name: str, default: int, minimum: int | None = None, maximum: int | 
     return _env_number(name, default, int, "an integer", minimum, maximum)
 
 
+def env_bool(name: str, default: bool) -> bool:
+    value = (env_str(name) or "").lower()
+    if not value:
+        return default
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigurationError(name, "must be true or false")
+    return value in ("true", "1", "yes")
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = (env_str(name) or default).lower()
     if value not in choices:
@@ -95,6 +105,29 @@ def secret(name: str, required: bool = False) -> str | None:
     return value
 
 
+def url_setting(name: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
+    """``value`` (the setting ``name``) when it is a URL of one of ``schemes`` (with a host, but for unix
+    sockets); a ConfigurationError naming ``name`` otherwise."""
+    if value is not None:
+        try:
+            parts = urlsplit(value)
+            valid = parts.scheme in schemes and (parts.scheme == "unix" or bool(parts.hostname))
+            valid = valid and (parts.port or 0) >= 0
+        except ValueError:  # e.g. a port that is not a number
+            valid = False
+        if not valid:
+            raise ConfigurationError(name, f"must be a {' or '.join(schemes)} URL")
+    return value
+
+
+def http_url(name: str, value: str | None) -> str | None:
+    return url_setting(name, value, ("https", "http"))
+
+
+def redis_url(value: str | None) -> str | None:
+    return url_setting("REDIS_URL", value, ("redis", "rediss", "unix"))
+
+
 def _fetch_from_aws(name: str, arn: str | None, parameter: str | None) -> str | None:
     from aws_lambda_powertools.utilities import parameters  # imports boto3: only when needed
 
@@ -112,6 +145,31 @@ def _fetch_from_aws(name: str, arn: str | None, parameter: str | None) -> str | 
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level() -> tuple[str, str | None]:
+    """The effective log level and, when the configured one is not a level, the variable naming it."""
+    for name in ("POWERTOOLS_LOG_LEVEL", "LOG_LEVEL"):  # Powertools' order
+        value = (os.environ.get(name) or "").strip().upper()
+        if value:
+            return (value, None) if value in LOG_LEVELS else ("INFO", name)
+    return "INFO", None
+
+
+def sentry_dsn() -> str | None:
+    """SENTRY_DSN, parsed the way sentry-sdk will parse it (imported only when a DSN is set)."""
+    dsn = secret("SENTRY_DSN")
+    if dsn is not None:
+        from sentry_sdk.utils import BadDsn, Dsn
+
+        try:
+            Dsn(dsn)
+        except (BadDsn, ValueError):  # ValueError: e.g. a port that is not a number
+            raise ConfigurationError("SENTRY_DSN", "is not a valid Sentry DSN") from None
+    return dsn
+
+
 @dataclass(frozen=True)
 class ObservabilitySettings:
     """What the logger and Sentry need; shared by every function."""
@@ -124,10 +182,13 @@ class ObservabilitySettings:
 
     @classmethod
     def from_env(cls) -> ObservabilitySettings:
+        _, bad_level = log_level()
+        if bad_level is not None:
+            raise ConfigurationError(bad_level, f"must be one of {', '.join(LOG_LEVELS)}")
         return cls(
             stage=env_str("STAGE", "dev"),
             log_format=env_choice("LOG_FORMAT", "json", ("json", "text")),
-            sentry_dsn=secret("SENTRY_DSN"),
+            sentry_dsn=sentry_dsn(),
             sentry_traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0, 0.0, 1.0),
             release=env_str("SENTRY_RELEASE", f"parel-monitoring@{__version__}"),
         )

@@ -13,7 +13,8 @@ from parel_monitoring.notify.dedup import AlertState
 from parel_monitoring.notify.delivery import Channel, DeliverySettings, fan_out
 from parel_monitoring.notify.intake import is_recovery
 from parel_monitoring.notify.model import Alert
-from parel_monitoring.settings import env_float, env_int, env_str, secret
+from parel_monitoring.settings import env_float, env_int, env_str, http_url, secret
+from parel_monitoring.settings import redis_url as checked_redis_url
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,11 @@ class AlertSettings:
 
     @classmethod
     def from_env(cls) -> AlertSettings:
-        redis_url = secret("REDIS_URL")
+        redis_url = checked_redis_url(secret("REDIS_URL"))
         return cls(
             stage=env_str("STAGE", "dev"),
-            slack_url=secret("SLACK_WEBHOOK_URL"),
-            discord_url=secret("DISCORD_WEBHOOK_URL"),
+            slack_url=http_url("SLACK_WEBHOOK_URL", secret("SLACK_WEBHOOK_URL")),
+            discord_url=http_url("DISCORD_WEBHOOK_URL", secret("DISCORD_WEBHOOK_URL")),
             # Dedup state; short timeouts: an unreachable Redis must not hold alerts back.
             redis=RedisSettings(
                 redis_url,
