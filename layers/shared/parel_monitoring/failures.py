@@ -48,7 +48,8 @@ _MESSAGES = tuple(
         (r"database \".*\" does not exist", DATABASE_NOT_FOUND),
         (r"timeout|timed out", TIMEOUT),
         (r"permission denied|NOPERM", PERMISSION_DENIED),
-        (r"starting up|shutting down|in recovery mode|not yet accepting connections|\bLOADING\b", SERVER_UNAVAILABLE),
+        (r"starting up|shutting down|in recovery mode|not yet accepting connections|\bLOADING\b|CLUSTERDOWN|"
+         r"cluster is down", SERVER_UNAVAILABLE),
         (r"closed the connection unexpectedly|connection closed by server|connection reset|broken pipe|"
          r"terminating connection|connection is lost|consuming input failed|server closed", CONNECTION_LOST),
         (r"\bSSL\b|\bTLS\b|certificate", TLS_ERROR),
