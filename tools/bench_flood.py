@@ -57,7 +57,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MIGRATION = ROOT / "migrations" / "002_monitoring_role.sql"
 ROUTES = ("/api/health/db", "/api/health/queue", "/api/health")
 CLIENTS = 50
-WARMUP = 5.0
+WARMUP = 5.0  # at least; then until no environment has started for SETTLED seconds (MAX_WARMUP at most)
+SETTLED = 2.0
+MAX_WARMUP = 30.0
 SECONDS = 15.0
 BASELINE_ENVIRONMENTS = 50
 FLOOD_DATABASE = "parel_flood"
@@ -69,11 +71,12 @@ TIMES = "\N{MULTIPLICATION SIGN}"
 # --------------------------------------------------------------------------- the load generator (subprocess)
 
 
-def flood(url: str, path: str, clients: int, warmup: float, seconds: float) -> dict[str, Any]:
+def flood(url: str, path: str, clients: int, max_warmup: float, seconds: float) -> dict[str, Any]:
     """``clients`` threads, each with one keep-alive connection, sending GET ``path`` back to back.
 
-    Prints ``start <time.monotonic()>`` when they start (the clock is the system's, the parent reads it
-    too); requests completed in the ``seconds`` after the first ``warmup`` seconds are the measured ones.
+    Prints ``start`` when they start and stops ``seconds`` after a line ``measure`` arrives on stdin (the
+    parent's signal that the warm-up is over), or after ``max_warmup`` + ``seconds`` at the latest. Counts
+    every request, the warm-up's included.
     """
     parts = urlsplit(url)
     start = threading.Barrier(clients + 1)
@@ -82,7 +85,7 @@ def flood(url: str, path: str, clients: int, warmup: float, seconds: float) -> d
     totals = {"cached": 0, "errors": 0, "warmup_requests": 0}
     max_ages: set[str] = set()
     latencies: list[float] = []
-    window = [0.0, 0.0]  # measured from, until (monotonic)
+    window = [math.inf, math.inf]  # measured from, until (monotonic)
 
     def client() -> None:
         mine: Counter[int] = Counter()
@@ -109,11 +112,9 @@ def flood(url: str, path: str, clients: int, warmup: float, seconds: float) -> d
                 connection.close()
                 connection = None
             done = time.monotonic()
-            if done < window[0]:
-                warm += 1
-                continue
             if done >= window[1]:
                 break
+            warm += done < window[0]
             times.append((time.perf_counter() - begun) * 1000)
             mine[response.status] += 1
             if response.status != 429:
@@ -130,37 +131,62 @@ def flood(url: str, path: str, clients: int, warmup: float, seconds: float) -> d
             max_ages.update(ages)
             latencies.extend(times)
 
+    def measure() -> None:
+        sys.stdin.readline()  # "measure" (or EOF: the parent is gone; measure and stop all the same)
+        now = time.monotonic()
+        window[:] = [now, now + seconds]
+
     threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
     for thread in threads:
         thread.start()
     began = time.monotonic()
-    window[:] = [began + warmup, began + warmup + seconds]
+    threading.Thread(target=measure, daemon=True).start()
     start.wait(timeout=60)
-    print(f"start {began}", flush=True)
+    print("start", flush=True)
+    deadline = began + max_warmup
+    while window[0] == math.inf and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if window[0] == math.inf:
+        now = time.monotonic()
+        window[:] = [now, now + seconds]
     for thread in threads:
-        thread.join(timeout=warmup + seconds + 60)
+        thread.join(timeout=seconds + 60)
     latencies.sort()
     p50 = latencies[len(latencies) // 2] if latencies else None
     return {"statuses": dict(statuses), "p50_ms": p50, "max_age": sorted(max_ages), **totals,
-            "total_seconds": time.monotonic() - began}  # fmt: skip
+            "warmup_seconds": window[0] - began, "total_seconds": time.monotonic() - began}  # fmt: skip
 
 
 def run_flood(
-    url: str, path: str, clients: int, warmup: float, seconds: float, at: Callable[[str], None]
+    url: str,
+    path: str,
+    clients: int,
+    warmup: float,
+    seconds: float,
+    started: Callable[[], int],
 ) -> dict[str, Any]:
-    """The load generator in a subprocess; ``at("window start")`` and ``at("window end")`` on time."""
-    command = [sys.executable, __file__, "--client", url, path, str(clients), str(warmup), str(seconds)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """The load generator in a subprocess: it floods until the environments are warm, then ``seconds`` more.
+
+    Warm: at least ``warmup`` seconds into the flood and no environment started (``started()``) for
+    ``SETTLED`` seconds, or ``MAX_WARMUP`` seconds into it.
+    """
+    command = [sys.executable, __file__, "--client", url, path, str(clients), str(MAX_WARMUP), str(seconds)]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    assert process.stdin and process.stdout and process.stderr
     try:
-        first = process.stdout.readline() if process.stdout else ""
-        if not first.startswith("start "):
-            problem = process.stderr.read() if process.stderr else ""
-            raise RuntimeError(f"load generator did not start: {first}{problem}")
-        began = float(first.split()[1])
-        for name, moment in (("window start", began + warmup), ("window end", began + warmup + seconds)):
-            time.sleep(max(0.0, moment - time.monotonic()))
-            at(name)
-        out, err = process.communicate(timeout=warmup + seconds + 120)
+        first = process.stdout.readline()
+        if not first.startswith("start"):
+            raise RuntimeError(f"load generator did not start: {first}{process.stderr.read()}")
+        began = time.monotonic()
+        count, changed = started(), began
+        while time.monotonic() - began < MAX_WARMUP - 0.5:
+            time.sleep(0.1)
+            if (now_started := started()) != count:
+                count, changed = now_started, time.monotonic()
+            if time.monotonic() - began >= warmup and time.monotonic() - changed >= SETTLED:
+                break
+        out, err = process.communicate("measure\n", timeout=seconds + 120)
     finally:
         if process.poll() is None:
             process.kill()
@@ -224,18 +250,16 @@ class Case:
     function: str = ""
     limit: int = 0
     ttl_s: str = ""
-    seconds: float = 0.0  # the measured window
-    total_seconds: float = 0.0  # warm-up + window
-    statuses: dict[str, int] = field(default_factory=dict)  # in the window
+    seconds: float = 0.0  # the whole case: warm-up + the measured seconds
+    warmup_seconds: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
     cached: int = 0
     errors: int = 0
     p50_ms: float | None = None
-    started: int = 0  # environments, whole run
-    window_started: int = 0
+    started: int = 0  # environments
     peak_environments: int = 0
-    total_xacts: int = 0  # whole run, exact (read after every backend exited)
-    xacts: int = 0  # in the window
-    redis_commands: int = 0  # in the window
+    xacts: int = 0  # exact: read after every backend exited
+    redis_commands: int = 0
     peak_pg: int = 0
     peak_redis: int = 0
 
@@ -254,12 +278,8 @@ class Case:
 
     @property
     def db_checks(self) -> int:
-        """Over the whole run: transactions minus the one each new connection costs."""
-        return max(0, self.total_xacts - self.started) if self.uses_db else 0
-
-    @property
-    def window_checks(self) -> int:
-        return max(0, self.xacts - self.window_started) if self.uses_db else 0
+        """Transactions minus the one each new connection costs."""
+        return max(0, self.xacts - self.started) if self.uses_db else 0
 
     def rate(self, count: float) -> float:
         return count / self.seconds if self.seconds else 0.0
@@ -268,7 +288,7 @@ class Case:
         """At most one check per environment per TTL: each environment's first, then one per elapsed TTL."""
         if not self.ttl_s.isdigit() or int(self.ttl_s) == 0:
             return None
-        return self.started * (math.floor(self.total_seconds / int(self.ttl_s)) + 1)
+        return self.started * (math.floor(self.seconds / int(self.ttl_s)) + 1)
 
 
 # --------------------------------------------------------------------------- one case
@@ -295,20 +315,18 @@ def wait_for_no_backends(pg_admin: Any, database: str, seconds: float = 15) -> N
     raise RuntimeError(f"backends of {database} still connected {seconds:g} s after the environments stopped")
 
 
-def snapshot_build(directory: Path) -> Path:
+def snapshot_build(directory: Path, build_dir: Path) -> Path:
     """A copy of `make build`'s output, so a rebuild during the run (another make target) cannot disturb it."""
     import fcntl
     import shutil
-
-    from lambda_emulator import BUILD_DIR
 
     lock_path = Path(os.environ.get("BUILD_LOCK", "/tmp/parel-build.lock"))  # noqa: S108 (flock's, if any)
     target = directory / "build"
     with open(lock_path, "a") if lock_path.parent.is_dir() else open(os.devnull) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a build holding it (flock ... make build) finishes first
-        if not (BUILD_DIR / "template.yaml").exists():
-            raise RuntimeError(f"{BUILD_DIR} has no template.yaml: run `make build` first")
-        shutil.copytree(BUILD_DIR, target, symlinks=True)
+        if not (build_dir / "template.yaml").exists():
+            raise RuntimeError(f"{build_dir} has no template.yaml: run `make build` first")
+        shutil.copytree(build_dir, target, symlinks=True)
     return target
 
 
@@ -329,32 +347,23 @@ def run_case(case: Case, services: dict[str, Any], clients: int, warmup: float, 
     case.function = next(route.function for route in api.routes if route.path == case.route)
     case.limit = api.limits[case.function]
     sampler = Sampler(pg_admin, redis_client, FLOOD_DATABASE)
-    marks: dict[str, dict[str, int]] = {}
-
-    def mark(name: str) -> None:
-        stats, info_calls = sampler.info("stats")
-        marks[name] = {
-            "xacts": pg_xacts(pg_admin, FLOOD_DATABASE),  # busy backends flush their counters every second
-            "commands": int(stats["total_commands_processed"]),
-            "info_calls": info_calls,
-            "started": api.environment_stats()[case.function]["started"],
-        }
-
+    stats_before, calls_before = sampler.info("stats")
     try:
         api.start()
         with sampler:
-            result = run_flood(api.url, case.route, clients, warmup, seconds, mark)
+            started = lambda: api.environment_stats()[case.function]["started"]  # noqa: E731
+            result = run_flood(api.url, case.route, clients, warmup, seconds, started)
         stats = api.environment_stats()[case.function]
     finally:
         api.stop()
+    # Exact once every backend has exited: a busy one may hold its counters back for many seconds.
     wait_for_no_backends(pg_admin, FLOOD_DATABASE)
-    case.total_xacts = pg_xacts(pg_admin, FLOOD_DATABASE) - xacts_before
-    first, last = marks["window start"], marks["window end"]
-    case.xacts = last["xacts"] - first["xacts"]
-    # INFO does not count itself in the figure it reports: the INFO calls from the first mark's on are ours.
-    case.redis_commands = last["commands"] - first["commands"] - (last["info_calls"] - first["info_calls"])
-    case.window_started = last["started"] - first["started"]
-    case.seconds, case.total_seconds = seconds, result["total_seconds"]
+    case.xacts = pg_xacts(pg_admin, FLOOD_DATABASE) - xacts_before
+    stats_after, calls_after = sampler.info("stats")
+    # INFO does not count itself in the figure it reports: the INFO calls from the first one on are ours.
+    commands = int(stats_after["total_commands_processed"]) - int(stats_before["total_commands_processed"])
+    case.redis_commands = commands - (calls_after - calls_before)
+    case.seconds, case.warmup_seconds = result["total_seconds"], result["warmup_seconds"]
     case.statuses = {str(k): v for k, v in result["statuses"].items()}
     case.cached, case.errors, case.p50_ms = result["cached"], result["errors"], result["p50_ms"]
     case.ttl_s = ",".join(result["max_age"]) or "0"
@@ -456,8 +465,9 @@ def section(cases: list[Case], services: dict[str, Any], clients: int, warmup: f
             f"`{case.route}`", case.config, f"{case.limit}", case.ttl_s, f"{case.rate(case.requests):,.0f}",
             f"{case.rate(case.ran):,.0f}", f"{case.rate(case.statuses.get('429', 0)):,.0f}",
             f"{case.cached / case.ran * 100:.1f} %" if case.ran else "", f"{case.started}",
-            f"{case.rate(case.xacts):,.1f}", f"{case.rate(case.window_checks):,.1f}" if case.uses_db else "",
+            f"{case.rate(case.xacts):,.1f}", f"{case.rate(case.db_checks):,.1f}" if case.uses_db else "",
             f"{case.peak_pg}", f"{case.rate(case.redis_commands):,.1f}", f"{case.peak_redis}",
+            f"{case.seconds:.1f} ({case.warmup_seconds:.1f})",
         ])  # fmt: skip
     verdicts: list[str] = []
     ratio_rows = []
@@ -466,14 +476,13 @@ def section(cases: list[Case], services: dict[str, Any], clients: int, warmup: f
         baseline = next(c for c in cases if c.route == route and c.config == "baseline")
         allowed = bounded.allowed_checks()
         if not bounded.uses_db:
-            check_ok = bounded.total_xacts == 0
-            check_text = f"{bounded.total_xacts} PostgreSQL transactions; target none"
+            check_ok = bounded.xacts == 0
+            check_text = f"{bounded.xacts} PostgreSQL transactions; target none"
         else:
             check_ok = allowed is not None and bounded.db_checks <= allowed
-            windows = bounded.started * bounded.total_seconds / int(bounded.ttl_s) if allowed else 0
             check_text = (
-                f"{bounded.db_checks} in {bounded.total_seconds:.1f} s by {bounded.started} environments = "
-                f"{bounded.db_checks / windows if windows else 0:.2f} per environment per TTL; target ≤ {allowed}"
+                f"{bounded.db_checks} in {bounded.seconds:.1f} s by {bounded.started} environments; one per "
+                f"environment per {bounded.ttl_s} s allows {allowed}"
                 if allowed is not None
                 else "cache off"
             )
@@ -500,49 +509,53 @@ def section(cases: list[Case], services: dict[str, Any], clients: int, warmup: f
     overall = "met" if all(v == "met" for v in verdicts) else "MISSED"
     header = ["route", "configuration", "environment limit", "TTL s", "requests/s", "answered by a function /s",
               "throttled (429) /s", "from cache", "environments started", "PostgreSQL transactions/s",
-              "db checks/s", "peak PostgreSQL connections", "Redis commands/s", "peak Redis clients"]  # fmt: skip
+              "db checks/s", "peak PostgreSQL connections", "Redis commands/s", "peak Redis clients",
+              "seconds (warm-up)"]  # fmt: skip
     ratio_header = ["route", "PostgreSQL transactions/s", "peak PostgreSQL connections", "Redis commands/s",
-                    "peak Redis clients", "database checks (bounded, whole run)",
+                    "peak Redis clients", "database checks (bounded)",
                     "connections ≤ the documented bound (the route function's reserved concurrency)"]  # fmt: skip
+    min_warm = min(case.warmup_seconds for case in cases)
+    max_warm = max(case.warmup_seconds for case in cases)
     intro = (
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()} ({os.cpu_count()} CPUs), Python "
         f"{sys.version.split()[0]}, throwaway PostgreSQL {services['pg_version']} (`max_connections` "
         f"{services['max_connections']}) and Redis {services['redis_version']} on free loopback ports, through the "
         "local API (`tools/local_api.py`: the built template's routes, each function under the Lambda emulator, "
         f"Lambda's concurrency model). Per route and configuration: {clients} anonymous clients, each on one "
-        f"keep-alive connection, send GETs back to back, from cold (no execution environment yet) for {warmup:g} s "
-        f"and then {seconds:g} s measured ({warmup + seconds:g} s per case rather than 30 s keeps `make bench` "
-        f"short; the measured part spans {seconds / 5:g} TTLs). **bounded**: the template's defaults ({parameters}; "
-        "`HEALTH_CACHE_TTL_S` unset = 5 s) and the monitoring role of `migrations/002_monitoring_role.sql` "
-        f"(CONNECTION LIMIT {services['connection_limit']}). **baseline**, measured in the same run: the unbounded, "
-        f"uncached behaviour: reserved concurrency raised to {BASELINE_ENVIRONMENTS} environments, "
-        "`HEALTH_CACHE_TTL_S=0`, the admin credential."
+        "keep-alive connection, send GETs back to back from cold (no execution environment yet): a warm-up until "
+        f"no environment has started for {SETTLED:g} s (at least {warmup:g} s; it took {min_warm:.0f} to "
+        f"{max_warm:.0f} s), then {seconds:g} s more ({seconds:g} s rather than 30 s keeps `make bench` short; "
+        f"they span {seconds / 5:g} TTLs). Every figure covers the whole case, warm-up included. **bounded**: the "
+        f"template's defaults ({parameters}; `HEALTH_CACHE_TTL_S` unset = 5 s) and the monitoring role of "
+        f"`migrations/002_monitoring_role.sql` (CONNECTION LIMIT {services['connection_limit']}). **baseline**, "
+        "measured in the same run: the unbounded, uncached behaviour: reserved concurrency raised to "
+        f"{BASELINE_ENVIRONMENTS} environments, `HEALTH_CACHE_TTL_S=0`, the admin credential."
     )
     method = (
-        "Rates are over the measured seconds; peaks and environments over the whole case. PostgreSQL transactions "
-        "are `xact_commit + xact_rollback` of the flood's own database (busy backends flush them every second); "
-        "each check is one transaction and each new connection one more, so db checks = transactions minus "
-        "environments started. The target column counts the whole run exactly (read after every environment "
-        "stopped and its backend flushed). Connections and Redis clients are sampled every 100 ms from "
-        "`pg_stat_activity` (the flood's database) and `INFO clients`; Redis commands are the throwaway server's "
-        '`total_commands_processed`, the sampler\'s own INFO calls subtracted. "From cache": answers with `Age` ≥ 1 '
-        "(computed for an earlier request). A throttled request never reaches a function: the local API answers "
-        "429 when every environment the function may have is busy (on AWS, API Gateway answers a request Lambda "
-        "throttles with 500, and the template's route throttling, `PublicRouteThrottlingRateLimit` / "
-        "`PublicRouteThrottlingBurstLimit`, which the local API does not model, would turn most of this flood away "
-        "with 429 before Lambda)."
+        "PostgreSQL transactions are `xact_commit + xact_rollback` of the flood's own database, read before the "
+        "environments start and after every one has stopped (a busy backend can hold its counters back for many "
+        "seconds; an exiting one flushes them), so they are exact; each check is one transaction and each new "
+        "connection one more, so db checks = transactions minus environments started. Connections and Redis "
+        "clients are sampled every 100 ms from `pg_stat_activity` (the flood's database) and `INFO clients`; "
+        "Redis commands are the throwaway server's `total_commands_processed`, the benchmark's own INFO calls "
+        'subtracted. "From cache": answers with `Age` ≥ 1 (computed for an earlier request). A throttled request '
+        "never reaches a function: the local API answers 429 when every environment the function may have is "
+        "busy (on AWS, API Gateway answers a request Lambda throttles with 500, and the template's route "
+        "throttling, `PublicRouteThrottlingRateLimit` / `PublicRouteThrottlingBurstLimit`, which the local API "
+        "does not model, would turn most of this flood away with 429 before Lambda)."
     )
     reading = (
         f"The baseline's rates are what {os.cpu_count()} CPUs can serve with up to {BASELINE_ENVIRONMENTS} "
-        "environments sharing them; on Lambda each environment has its own CPU, so the unbounded footprint grows "
-        "with the flood (and the ratios with it), while the bounded one does not depend on the request rate at "
-        "all: at most environments ÷ TTL database checks per second. The load generator is a subprocess of "
-        "`bench_flood.py` with one thread and one `http.client` keep-alive connection per client: wrk/hey are not "
-        "Python packages of this repository, and counting statuses and two headers needs nothing more."
+        "environments sharing them, cold starts included (which lowers them and so understates the ratios); on "
+        "Lambda each environment has its own CPU, so the unbounded footprint grows with the flood (and the ratios "
+        "with it), while the bounded one does not depend on the request rate at all: at most environments ÷ TTL "
+        "database checks per second. The load generator is a subprocess of `bench_flood.py` with one thread and "
+        "one `http.client` keep-alive connection per client: wrk/hey are not Python packages of this repository, "
+        "and counting statuses and two headers needs nothing more."
     )
     return "\n".join([
         "## Flood on the public health routes (`tools/bench_flood.py`)", "", intro, "",
-        *table(header, ["---", "---", *["---:"] * 12], rows), "",
+        *table(header, ["---", "---", *["---:"] * 13], rows), "",
         "Baseline ÷ bounded, and the targets (on the bounded runs):", "",
         *table(ratio_header, ["---", "---:", "---:", "---:", "---:", "---", "---"], ratio_rows), "",
         method, "", reading, "", answers, "",
@@ -563,13 +576,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=CLIENTS, help=f"concurrent clients ({CLIENTS})")
     parser.add_argument("--routes", nargs="*", default=list(ROUTES), choices=ROUTES)
     parser.add_argument("--no-write", action="store_true", help="print the section without writing BENCHMARKS.md")
+    parser.add_argument("--build-dir", type=Path, help="a `sam build` output (default: make build's .aws-sam/local)")
     parser.add_argument(
         "--client", nargs=5, metavar=("URL", "PATH", "CLIENTS", "WARMUP", "SECONDS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
     if args.client:  # the load generator's subprocess
         url, path, clients, warmup, seconds = args.client
-        print(json.dumps(flood(url, path, int(clients), float(warmup), float(seconds))))
+        print(json.dumps(flood(url, path, int(clients), float(warmup), float(seconds))))  # warmup: the maximum
         return 0
     if not (1 <= args.clients <= 200 and 0 <= args.warmup <= 30 and 1 <= args.seconds <= 60):
         parser.error("--clients must be 1..200, --warmup 0..30 and --seconds 1..60 (a bounded flood)")
@@ -581,15 +595,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, directory: Path) -> int:
-    services = start_services(snapshot_build(directory))
+    from lambda_emulator import BUILD_DIR
+
+    services = start_services(snapshot_build(directory, (args.build_dir or BUILD_DIR).resolve()))
     cases = []
     for route in args.routes:
         for config in ("baseline", "bounded"):
-            log(f"flood: {route} {config}, {args.clients} clients, {args.warmup:g} s + {args.seconds:g} s measured ...")
+            log(f"flood: {route} {config}, {args.clients} clients, warm-up ≥ {args.warmup:g} s, {args.seconds:g} s ...")
             case = run_case(Case(route, config), services, args.clients, args.warmup, args.seconds)
             log(f"  {case.rate(case.requests):,.0f} requests/s ({case.statuses}, p50 {case.p50_ms or 0:.1f} ms), "
                 f"{case.started} environments, {case.rate(case.xacts):,.1f} PostgreSQL transactions/s, "
-                f"{case.db_checks} db checks in {case.total_seconds:.1f} s, peak {case.peak_pg} connections, "
+                f"{case.db_checks} db checks in {case.seconds:.1f} s, peak {case.peak_pg} connections, "
                 f"{case.rate(case.redis_commands):,.1f} Redis commands/s, peak {case.peak_redis} clients")  # fmt: skip
             cases.append(case)
     if set(args.routes) != set(ROUTES):
