@@ -13,13 +13,17 @@ from psycopg import sql
 
 import services
 from parel_monitoring import correlation, logs
+from settings_catalog import all_variables_read
 
-# Settings the code reads; cleared so the developer's shell cannot change a test's outcome.
-_READ_VARIABLES = (
-    "STAGE", "LOG_FORMAT", "LOG_LEVEL", "POWERTOOLS_LOG_LEVEL", "POWERTOOLS_SERVICE_NAME", "MEMORY_THRESHOLD_PCT",
-    "SENTRY_DSN", "SENTRY_DSN_SECRET_ARN", "SENTRY_DSN_PARAMETER", "SENTRY_RELEASE", "SENTRY_TRACES_SAMPLE_RATE",
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_INITIALIZATION_TYPE",
-)  # fmt: skip
+# Every setting any function's code reads (found statically, so a new one is covered the day it is added),
+# with the secret-by-reference forms and what Lambda itself sets: cleared so that nothing in the developer's
+# shell (their own SLACK_WEBHOOK_URL, ...) can change a test's outcome.
+_LAMBDA_VARIABLES = {"LOG_LEVEL", "POWERTOOLS_LOG_LEVEL", "POWERTOOLS_SERVICE_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                     "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_INITIALIZATION_TYPE"}  # fmt: skip
+_READ_VARIABLES = sorted(
+    {variant for name in all_variables_read() for variant in (name, f"{name}_SECRET_ARN", f"{name}_PARAMETER")}
+    | _LAMBDA_VARIABLES
+)
 
 
 @pytest.fixture(autouse=True)

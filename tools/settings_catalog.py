@@ -94,6 +94,11 @@ def variables_read(handler_file: Path) -> set[str]:
     return reads
 
 
+def all_variables_read() -> set[str]:
+    """What any function of ``functions/`` may read."""
+    return set().union(*(variables_read(handler) for handler in (ROOT / "functions").glob("*/app.py")))
+
+
 if __name__ == "__main__":
     for handler in sorted((ROOT / "functions").glob("*/app.py")):
         print(handler.parent.name, sorted(variables_read(handler)))
