@@ -536,7 +536,8 @@ def section(cases: list[Case], services: dict[str, Any], clients: int, warmup: f
         "environments start and after every one has stopped (a busy backend can hold its counters back for many "
         "seconds; an exiting one flushes them), so they are exact; each check is one transaction and each new "
         "connection one more, so db checks = transactions minus environments started (autovacuum's few "
-        "transactions in that database count too: the 0.1/s of a route without database). Connections and Redis "
+        "transactions in that database count too, so a route without database may show a trace). Connections and "
+        "Redis "
         "clients are sampled every 100 ms from `pg_stat_activity` (the flood's database) and `INFO clients`; "
         "Redis commands are the throwaway server's `total_commands_processed`, the benchmark's own INFO calls "
         'subtracted. "From cache": answers with `Age` ≥ 1 (computed for an earlier request). A throttled request '
