@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from contextvars import ContextVar
 from typing import Any
 
 HEADER = "x-correlation-id"
@@ -15,7 +16,10 @@ HEADER = "x-correlation-id"
 SNS_ATTRIBUTE = "x-correlation-id"
 
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# The invocation's ID, process-wide (threads that did not inherit a context read it) and per context: a
+# thread started with contextvars.copy_context() keeps its invocation's ID when the next one begins.
 _current: str | None = None
+_context_id: ContextVar[str | None] = ContextVar("parel_correlation_id", default=None)
 
 
 def new_id() -> str:
@@ -65,6 +69,7 @@ def from_event(event: Any) -> str:
 def set_current(correlation_id: str) -> str:
     global _current
     _current = correlation_id
+    _context_id.set(correlation_id)
     return correlation_id
 
 
@@ -75,7 +80,6 @@ def sns_message_attributes(correlation_id: str | None = None) -> dict[str, dict[
 
 def get_current() -> str:
     """The ID of the invocation in progress (minted lazily outside a handler)."""
-    global _current
     if _current is None:
-        _current = new_id()
-    return _current
+        return set_current(new_id())
+    return _context_id.get() or _current

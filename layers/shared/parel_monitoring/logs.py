@@ -14,21 +14,30 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from parel_monitoring import correlation
 from parel_monitoring.scrub import scrub, scrub_text
 from parel_monitoring.settings import log_level
 
-# Keys of the invocation in progress (Lambda context, cold start), set by the
-# handler decorator and added to every line of every logger.
+# Keys of the invocation in progress (Lambda context, cold start), set by the handler decorator
+# and added to every line of every logger; per context like the correlation ID (a thread started
+# with contextvars.copy_context() keeps its invocation's keys), else process-wide.
 _invocation_keys: dict[str, Any] = {}
+_context_keys: ContextVar[dict[str, Any] | None] = ContextVar("parel_invocation_keys", default=None)
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
 def bind_invocation(**keys: Any) -> None:
     _invocation_keys.clear()
     _invocation_keys.update(keys)
+    _context_keys.set(dict(keys))
+
+
+def _bound_keys() -> dict[str, Any]:
+    keys = _context_keys.get()
+    return _invocation_keys if keys is None else keys
 
 
 def _level() -> str:
@@ -88,7 +97,7 @@ class ServiceLogger:
         if self.format == "text":
             self._logger.log(level, msg, exc_info=exc, extra={"fields": fields})
         else:
-            keys = {**_invocation_keys, "correlation_id": correlation.get_current(), **fields}
+            keys = {**_bound_keys(), "correlation_id": correlation.get_current(), **fields}
             self._logger.log(level, msg, exc_info=exc, extra=keys, stacklevel=3)
 
     def debug(self, msg: str, extra: Mapping[str, Any] | None = None) -> None:

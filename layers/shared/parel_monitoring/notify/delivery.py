@@ -1,15 +1,22 @@
 """Delivering an alert to the Slack and Discord webhooks: concurrent, bounded by a deadline, retried.
 
-Each configured channel is sent in its own worker thread, so a slow or failing channel never
-delays another. Per attempt: connect and read timeouts, both clipped to the time left before
-``deadline`` (a ``time.monotonic()`` value). Network errors and 5xx are retried with exponential
-backoff and jitter; 429 waits what the platform asks; other 4xx are final (and captured to
-Sentry). Webhook URLs carry their secret in the path, so they never appear in a log line, a
+Each configured channel is sent in its own worker thread (with the invocation's context, so its
+log lines keep their correlation ID), so a slow or failing channel never delays another. Each
+attempt has one overall deadline, connect + read timeout after it starts and never past
+``deadline`` (a ``time.monotonic()`` value): when it passes, the attempt's socket is shut, so a
+response that drips in byte by byte ends there too (the read timeout alone is per ``recv``).
+Network errors and 5xx are retried with exponential backoff and jitter; 429 waits what the
+platform asks; other 4xx are final (and captured to Sentry). A channel still in flight when
+:func:`fan_out` returns is cancelled (no further attempt); if its last attempt delivers after
+all, that is recorded (:func:`delivered_late`), so a retry of the same message does not send it
+twice. Webhook URLs carry their secret in the path, so they never appear in a log line, a
 result or an error: reasons are built from status codes and exception types only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import random
@@ -22,6 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from parel_monitoring import __version__, error_tracker
 from parel_monitoring.logs import create_logger
@@ -33,6 +43,8 @@ from parel_monitoring.settings import env_float, env_int
 FORMATTERS: dict[str, Callable[[Alert], dict[str, Any]]] = {"slack": slack_payload, "discord": discord_payload}
 # Errors worth another attempt: the request may not have arrived, or no answer came back.
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+# An attempt whose response was still arriving when its deadline passed.
+ATTEMPT_DEADLINE = "read timeout (attempt deadline passed)"
 # fan_out waits this long past the deadline for an attempt whose timeout ends exactly at it.
 _DEADLINE_GRACE_S = 0.1
 # Workers outlive a fan-out only until their deadline; spare ones keep a late straggler from
@@ -87,10 +99,98 @@ class DeliveryResult:
         }
 
 
+# --------------------------------------------------------------------------- one attempt's deadline
+
+_watch = threading.local()  # .attempt: the _AttemptDeadline of the attempt this thread is making
+
+
+class _AttemptDeadline:
+    """Shuts the attempt's socket when its deadline passes, whatever the attempt is doing then."""
+
+    def __init__(self, deadline: float) -> None:
+        self.aborted = False
+        self._connection: HTTPConnection | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self.abort)
+        self._timer.daemon = True
+
+    def watch(self, connection: HTTPConnection) -> None:
+        with self._lock:
+            self._connection = connection
+            if self.aborted:
+                _shut(connection)
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            if self._connection is not None:
+                _shut(self._connection)
+
+    def __enter__(self) -> _AttemptDeadline:
+        _watch.attempt = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._timer.cancel()
+        _watch.attempt = None
+
+
+def _shut(connection: HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is not None:  # not yet connected: connect() checks again
+        with contextlib.suppress(OSError):
+            # The plain socket's shutdown (also under TLS): the reading thread sees EOF at once.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Watched:
+    """A urllib3 connection that hands itself to the attempt in progress on this thread."""
+
+    def _watched(self) -> None:
+        attempt = getattr(_watch, "attempt", None)
+        if attempt is not None:
+            attempt.watch(self)  # type: ignore[arg-type]
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self._watched()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._watched()
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 # --------------------------------------------------------------------------- per environment
 
 _sessions: dict[str, requests.Session] = {}
 _sessions_lock = threading.Lock()
+# (message key, channel) -> when a cancelled channel delivered after its fan-out returned
+_late: dict[tuple[str, str], float] = {}
+_late_handed: set[tuple[str, str]] = set()
+_LATE_KEPT_S = 3600.0  # SNS retries an asynchronous invocation for up to an hour
 
 
 def _session(url: str) -> requests.Session:
@@ -100,7 +200,32 @@ def _session(url: str) -> requests.Session:
         if session is None:
             session = _sessions[url] = requests.Session()
             session.headers["User-Agent"] = f"parel-monitoring/{__version__}"
+            for scheme in ("https://", "http://"):
+                session.mount(scheme, _Adapter())
         return session
+
+
+def _record_late(key: str, channel: str) -> None:
+    now = time.monotonic()
+    with _sessions_lock:
+        for stale in [item for item, at in _late.items() if now - at > _LATE_KEPT_S]:
+            del _late[stale]
+        _late[(key, channel)] = now
+
+
+def delivered_late(key: str, channel: str) -> bool:
+    """Whether ``channel`` delivered message ``key`` after the fan-out that sent it had returned."""
+    with _sessions_lock:
+        return (key, channel) in _late
+
+
+def new_late_deliveries() -> list[tuple[str, str]]:
+    """The (message key, channel) pairs delivered late since the last call (to record them elsewhere)."""
+    with _sessions_lock:
+        fresh = [item for item in _late if item not in _late_handed]
+        _late_handed.update(fresh)
+        _late_handed.intersection_update(_late)
+        return fresh
 
 
 @functools.cache
@@ -185,14 +310,20 @@ def _attempt(
     remaining_s: float,
     settings: DeliverySettings,
 ) -> _Outcome:
+    remaining_s = min(remaining_s, settings.connect_timeout_s + settings.read_timeout_s)
     timeout = (min(settings.connect_timeout_s, remaining_s), min(settings.read_timeout_s, remaining_s))
-    try:
-        # No redirects: a webhook never moves, and the payload must not follow one elsewhere.
-        response = session.post(channel.url, json=payload, timeout=timeout, allow_redirects=False)
-    except _NETWORK_ERRORS as exc:
-        return _Outcome(None, _network_reason(exc), _backoff_s(attempt, settings))
-    except requests.RequestException as exc:
-        return _Outcome(None, f"request failed ({type(exc).__name__})", None)
+    with _AttemptDeadline(time.monotonic() + remaining_s) as deadline:
+        try:
+            # No redirects: a webhook never moves, and the payload must not follow one elsewhere.
+            response = session.post(channel.url, json=payload, timeout=timeout, allow_redirects=False)
+        except Exception as exc:  # after an abort: whatever the shut socket made the client raise
+            if deadline.aborted and not isinstance(exc, requests.Timeout):
+                return _Outcome(None, ATTEMPT_DEADLINE, _backoff_s(attempt, settings))
+            if isinstance(exc, _NETWORK_ERRORS):
+                return _Outcome(None, _network_reason(exc), _backoff_s(attempt, settings))
+            if isinstance(exc, requests.RequestException):
+                return _Outcome(None, f"request failed ({type(exc).__name__})", None)
+            raise
     status = response.status_code
     if 200 <= status < 300:
         return _Outcome(status, None, None)
@@ -210,14 +341,39 @@ def _attempt(
 # --------------------------------------------------------------------------- one channel
 
 
+@dataclass
+class _Job:
+    """One channel's delivery in a fan-out; ``cancelled`` once the fan-out has returned without it."""
+
+    result: DeliveryResult
+    key: str | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    finished: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def finish(self) -> bool:
+        """Mark the job done; whether the fan-out had already given up on it."""
+        with self.lock:
+            self.finished = True
+            return self.cancelled.is_set()
+
+    def cancel(self) -> bool:
+        """Give up on the job unless it is done; whether it was cancelled."""
+        with self.lock:
+            if not self.finished:
+                self.cancelled.set()
+            return not self.finished
+
+
 def _send_into(
-    result: DeliveryResult, channel: Channel, payload: dict[str, Any], deadline: float, settings: DeliverySettings
+    job: _Job, channel: Channel, payload: dict[str, Any], deadline: float, settings: DeliverySettings
 ) -> DeliveryResult:
+    result = job.result
     started = time.monotonic()
     session = _session(channel.url)
     while True:
         remaining_s = deadline - time.monotonic()
-        if remaining_s <= 0:
+        if remaining_s <= 0 or job.cancelled.is_set():
             result.error = f"{result.error}; deadline reached" if result.error else "deadline reached"
             break
         result.attempts += 1
@@ -228,8 +384,15 @@ def _send_into(
         if time.monotonic() + outcome.retry_in_s >= deadline:
             result.error += f"; retry in {round(outcome.retry_in_s, 2):g} s would pass the deadline"
             break
-        time.sleep(outcome.retry_in_s)
+        job.cancelled.wait(outcome.retry_in_s)
     result.elapsed_ms = (time.monotonic() - started) * 1000
+    if job.finish():  # the fan-out has returned without this result
+        if result.delivered and job.key is not None:
+            _record_late(job.key, channel.name)
+            create_logger("alerts").warning("Alert delivered after its fan-out returned", result.to_dict())
+        else:
+            create_logger("alerts").info("Cancelled alert delivery ended", result.to_dict())
+        return result
     _report(channel, result)
     return result
 
@@ -252,45 +415,49 @@ def _report(channel: Channel, result: DeliveryResult) -> None:
 
 def send(channel: Channel, payload: dict[str, Any], deadline: float, settings: DeliverySettings) -> DeliveryResult:
     """POST ``payload`` to one channel with the retry rules, never past ``deadline`` (monotonic)."""
-    return _send_into(DeliveryResult(channel.name), channel, payload, deadline, settings)
+    return _send_into(_Job(DeliveryResult(channel.name)), channel, payload, deadline, settings)
 
 
 # --------------------------------------------------------------------------- every channel
 
 
 def _format_and_send(
-    result: DeliveryResult, alert: Alert, channel: Channel, deadline: float, settings: DeliverySettings
+    job: _Job, alert: Alert, channel: Channel, deadline: float, settings: DeliverySettings
 ) -> DeliveryResult:
     try:
-        return _send_into(result, channel, FORMATTERS[channel.name](alert), deadline, settings)
+        return _send_into(job, channel, FORMATTERS[channel.name](alert), deadline, settings)
     except Exception as exc:  # a bug here must not cost the other channel its alert
-        result.delivered, result.error = False, f"internal error ({type(exc).__name__})"
+        job.result.delivered, job.result.error = False, f"internal error ({type(exc).__name__})"
+        job.finish()
         create_logger("alerts").error("Alert could not be sent", exc, {"channel": channel.name})
         error_tracker.capture_error(exc, {"action": "alert-delivery", "metadata": {"channel": channel.name}})
-        return result
+        return job.result
 
 
 def fan_out(
-    alert: Alert, channels: Sequence[Channel], deadline: float, settings: DeliverySettings
+    alert: Alert, channels: Sequence[Channel], deadline: float, settings: DeliverySettings, key: str | None = None
 ) -> list[DeliveryResult]:
     """Format and send ``alert`` to every channel concurrently; one result per channel, in order.
 
     Returns once every channel is done or shortly after ``deadline``; a channel still in flight
-    then is reported not delivered (its thread ends by the deadline on its own).
+    then is reported not delivered and cancelled: it starts no further attempt, and its attempt in
+    flight ends by the deadline; if that attempt delivers after all, ``delivered_late(key, channel)``
+    says so from then on (``key``: the message's ID).
     """
     started = time.monotonic()
-    results = [DeliveryResult(channel.name) for channel in channels]
+    jobs = [_Job(DeliveryResult(channel.name), key) for channel in channels]
+    # Each worker runs in a copy of this context: its log lines keep this invocation's correlation ID.
     futures = [
-        _executor().submit(_format_and_send, result, alert, channel, deadline, settings)
-        for result, channel in zip(results, channels, strict=True)
+        _executor().submit(contextvars.copy_context().run, _format_and_send, job, alert, channel, deadline, settings)
+        for job, channel in zip(jobs, channels, strict=True)
     ]
     wait(futures, timeout=max(0.0, deadline - time.monotonic()) + _DEADLINE_GRACE_S)
     final = []
-    for future, result in zip(futures, results, strict=True):
-        if future.done():
-            final.append(future.result())
+    for future, job in zip(futures, jobs, strict=True):
+        if not job.cancel():
+            final.append(future.result())  # finished: its result is complete (or about to return)
             continue
-        late = dataclasses.replace(result, delivered=False, error="still in flight at the deadline")
+        late = dataclasses.replace(job.result, delivered=False, error="still in flight at the deadline")
         late.elapsed_ms = (time.monotonic() - started) * 1000
         create_logger("alerts").warning("Alert not delivered", late.to_dict())
         final.append(late)

@@ -10,7 +10,7 @@ from typing import Any
 from parel_monitoring.bullmq import RedisSettings, get_redis, redis_cluster_enabled
 from parel_monitoring.logs import create_logger
 from parel_monitoring.notify.dedup import AlertState
-from parel_monitoring.notify.delivery import Channel, DeliverySettings, fan_out
+from parel_monitoring.notify.delivery import Channel, DeliverySettings, delivered_late, fan_out, new_late_deliveries
 from parel_monitoring.notify.intake import is_recovery
 from parel_monitoring.notify.model import Alert
 from parel_monitoring.settings import env_float, env_int, env_str, http_url, secret
@@ -86,12 +86,16 @@ def dispatch(alert: Alert, message_id: str, settings: AlertSettings, deadline: f
     alert = dataclasses.replace(alert, suppressed=suppressed_before)
     report: dict[str, dict[str, Any]] = {}
     pending = []
+    # Deliveries that succeeded after an earlier fan-out here had returned: into Redis, from this thread
+    # (one Redis connection), so a retry in any environment skips them.
+    for late_message, late_channel in new_late_deliveries():
+        state.remember_delivered(late_message, late_channel)
     for channel in channels:
-        if state.already_delivered(message_id, channel.name):
+        if delivered_late(message_id, channel.name) or state.already_delivered(message_id, channel.name):
             report[channel.name] = {"delivered": True, "attempts": 0, "status": None, "alreadyDelivered": True}
         else:
             pending.append(channel)
-    for result in fan_out(alert, pending, deadline, settings.delivery):
+    for result in fan_out(alert, pending, deadline, settings.delivery, key=message_id):
         report[result.channel] = result.to_dict()
         if result.delivered:
             state.remember_delivered(message_id, result.channel)
