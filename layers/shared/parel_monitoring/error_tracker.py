@@ -8,11 +8,13 @@ a no-op. Every event carries the ``correlation_id`` tag and passes through
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from parel_monitoring import correlation
-from parel_monitoring.scrub import scrub
+from parel_monitoring.scrub import scrub, scrub_text
 
 
 class ErrorSeverity(StrEnum):
@@ -30,13 +32,18 @@ def is_enabled() -> bool:
     return _state["enabled"]
 
 
+def _json_default(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
 def _before_send(event: dict, hint: dict) -> dict:
     event = scrub(event)
     tags = event.get("tags")
     if not isinstance(tags, dict):
         tags = event["tags"] = {}
     tags["correlation_id"] = correlation.get_current()
-    return event
+    # Last, the whole event as text: what scrub() leaves as it is (an object sent as its repr) is scrubbed too.
+    return json.loads(scrub_text(json.dumps(event, default=_json_default, ensure_ascii=False)))
 
 
 def init_sentry(settings: Any = None) -> bool:

@@ -8,11 +8,11 @@ Every line passes through :mod:`parel_monitoring.scrub` before it is written.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -76,19 +76,20 @@ class ServiceLogger:
     def __init__(self, service: str, log_format: str | None = None) -> None:
         self.service = service
         self.format = (log_format or os.environ.get("LOG_FORMAT") or "json").lower()
-        if self.format == "text":
-            self._logger = logging.getLogger(f"parel.{service}")
-            # Our own handler, once (other handlers, e.g. a test runner's, may be attached too).
-            if not any(isinstance(h.formatter, _TextFormatter) for h in self._logger.handlers):
-                handler = logging.StreamHandler(sys.stdout)
-                handler.setFormatter(_TextFormatter(service))
-                self._logger.addHandler(handler)
-                self._logger.propagate = False
-            self._logger.setLevel(_level())
-        else:
-            from aws_lambda_powertools import Logger
+        with _handlers_lock:  # check-then-attach: once, whichever threads build a logger for this service
+            if self.format == "text":
+                self._logger = logging.getLogger(f"parel.{service}")
+                # Our own handler, once (other handlers, e.g. a test runner's, may be attached too).
+                if not any(isinstance(h.formatter, _TextFormatter) for h in self._logger.handlers):
+                    handler = logging.StreamHandler(sys.stdout)
+                    handler.setFormatter(_TextFormatter(service))
+                    self._logger.addHandler(handler)
+                    self._logger.propagate = False
+                self._logger.setLevel(_level())
+            else:
+                from aws_lambda_powertools import Logger
 
-            self._logger = Logger(service=service, level=_level(), utc=True, json_serializer=_scrubbed_json)
+                self._logger = Logger(service=service, level=_level(), utc=True, json_serializer=_scrubbed_json)
 
     def _log(self, level: int, msg: str, extra: Mapping[str, Any] | None, exc: BaseException | None = None) -> None:
         if not self._logger.isEnabledFor(level):
@@ -114,7 +115,24 @@ class ServiceLogger:
         self._log(logging.ERROR, msg, extra, exc)
 
 
-@functools.cache
+_loggers: dict[str, ServiceLogger] = {}
+_handlers_lock = threading.RLock()
+
+
 def create_logger(service: str) -> ServiceLogger:
-    """The logger for ``service`` (one per service name per execution environment)."""
-    return ServiceLogger(service)
+    """The logger for ``service`` (one per service name per execution environment, also when threads race)."""
+    logger = _loggers.get(service)
+    if logger is None:
+        with _handlers_lock:
+            logger = _loggers.get(service)
+            if logger is None:
+                logger = _loggers[service] = ServiceLogger(service)
+    return logger
+
+
+def _forget_loggers() -> None:
+    with _handlers_lock:
+        _loggers.clear()
+
+
+create_logger.cache_clear = _forget_loggers  # type: ignore[attr-defined]  # functools.cache's name, kept

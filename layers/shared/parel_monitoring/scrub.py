@@ -11,6 +11,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 REDACTED = "[redacted]"
+MAX_DEPTH = 20
+TOO_DEEP = "[redacted: nested too deep]"
 
 _SECRET_KEY = re.compile(
     r"(authorization|cookie|password|passwd|secret|token|api[_-]?key|dsn|webhook|"
@@ -66,16 +68,21 @@ def is_secret_key(key: Any) -> bool:
 
 
 def scrub(value: Any, _depth: int = 0) -> Any:
-    """A copy of ``value`` with secret-keyed entries and secret-looking text redacted."""
-    if _depth > 20:
-        return value
+    """A copy of ``value`` with secret-keyed entries and secret-looking text redacted (keys too).
+
+    Containers nested deeper than ``MAX_DEPTH`` (or in a cycle) are replaced by ``TOO_DEEP``.
+    """
     if isinstance(value, str):
         return scrub_text(value)
+    if isinstance(value, (dict, list, tuple)) and _depth >= MAX_DEPTH:
+        return TOO_DEEP
     if isinstance(value, dict):
         return {
             # Only text under a secret-looking key is withheld: counts such as
             # {"expiredTokens": 3} stay readable.
-            key: (REDACTED if is_secret_key(key) and isinstance(item, str) and item else scrub(item, _depth + 1))
+            (scrub_text(key) if isinstance(key, str) else key): (
+                REDACTED if is_secret_key(key) and isinstance(item, str) and item else scrub(item, _depth + 1)
+            )
             for key, item in value.items()
         }
     if isinstance(value, (list, tuple)):
