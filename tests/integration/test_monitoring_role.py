@@ -6,31 +6,17 @@ own, connects as that role (the shared server trusts 127.0.0.1) and drops the ro
 
 from __future__ import annotations
 
-import subprocess
 import uuid
-from pathlib import Path
 
 import psycopg
 import pytest
+from monitoring_role import drop_role, run_migration
 from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 
-import services
 from nextauth_schema import create_prisma_schema
 from parel_monitoring.db import Database, DatabaseSettings
 from parel_monitoring.health.db import DbHealthSettings, check_db_health
-
-MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "002_monitoring_role.sql"
-
-
-def run_migration(url: str, role: str, connection_limit: int | None = None) -> subprocess.CompletedProcess[str]:
-    psql = services._find_binary("psql")
-    assert psql, "psql not found (install the PostgreSQL client)"
-    variables = ["-v", f"monitor_role={role}"]
-    if connection_limit is not None:
-        variables += ["-v", f"connection_limit={connection_limit}"]
-    command = [psql, url, "-X", "-q", "-v", "ON_ERROR_STOP=1", *variables, "-f", str(MIGRATION)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
 def health_settings(url: str, application_name: str = "parel-monitor-role-test") -> DbHealthSettings:
@@ -45,10 +31,7 @@ def monitor(database_url):
     result = run_migration(database_url, role, connection_limit=3)
     assert result.returncode == 0, result.stderr
     yield role, make_conninfo(database_url, user=role)
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
-        admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    drop_role(database_url, role)
 
 
 @pytest.fixture
