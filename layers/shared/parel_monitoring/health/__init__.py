@@ -8,10 +8,22 @@ uptime monitor can be found in the logs by its correlation ID.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 STATUS_CODES = {HEALTHY: 200, DEGRADED: 200, UNHEALTHY: 503}
+# Kept free before Lambda's timeout to answer, log and flush once a check has given up.
+ANSWER_RESERVE_S = 1.5
+
+
+def deadline(context: Any) -> float | None:
+    """The ``time.monotonic()`` by which this invocation's checks must have answered (its remaining time
+    less :data:`ANSWER_RESERVE_S`), or None without a Lambda context."""
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining_ms is None:
+        return None
+    return time.monotonic() + max(0.0, remaining_ms() / 1000 - ANSWER_RESERVE_S)
 
 
 def _app_problems(result: dict[str, Any]) -> list[str]:

@@ -7,6 +7,7 @@ with ``observedValue``/``observedUnit``/``time``) when the client asks for it.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +16,10 @@ from parel_monitoring import __version__
 from parel_monitoring.bullmq import get_redis
 from parel_monitoring.clock import utc_now_iso
 from parel_monitoring.db import get_database
-from parel_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY, public_check
+from parel_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY, deadline, public_check
 from parel_monitoring.health.app import AppHealthSettings, check_app_health
 from parel_monitoring.health.db import DbHealthSettings, check_db_health
-from parel_monitoring.health.queue import QueueHealthSettings, check_queue_health
+from parel_monitoring.health.queue import QueueHealthSettings, check_queue_health, queue_timed_out
 
 HEALTH_JSON = "application/health+json"
 _SEVERITY = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
@@ -45,9 +46,16 @@ def worst(*statuses: str) -> str:
 
 
 def check_all(settings: AggregateHealthSettings, context: Any = None, cold_start: bool = False) -> dict[str, Any]:
-    db = _executor.submit(check_db_health, settings.db, get_database(settings.db.database))
+    """The three checks; each answers by the invocation's deadline (see :func:`parel_monitoring.health.deadline`)."""
+    until = deadline(context)
+    db = _executor.submit(check_db_health, settings.db, get_database(settings.db.database), until)
     queue = _executor.submit(check_queue_health, settings.queue, get_redis(settings.queue.redis))
-    checks = {"app": check_app_health(settings.app, context, cold_start), "db": db.result(), "queue": queue.result()}
+    app = check_app_health(settings.app, context, cold_start)
+    try:  # bounded by the Redis timeouts too; this keeps a long REDIS_SOCKET_TIMEOUT_S within the invocation
+        queue_result = queue.result(timeout=None if until is None else max(0.0, until - time.monotonic()))
+    except TimeoutError:
+        queue_result = queue_timed_out(settings.queue)
+    checks = {"app": app, "db": db.result(), "queue": queue_result}
     return {
         "status": worst(*(check["status"] for check in checks.values())),
         "timestamp": checks["app"]["timestamp"],

@@ -9,7 +9,9 @@ sessions still count in ``total`` but not in ``active``/``idle``.
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,18 +52,51 @@ def _measure(conn: Any) -> tuple[float, tuple]:
     return elapsed_ms, conn.execute(POOL_QUERY).fetchone()
 
 
-def check_db_health(settings: DbHealthSettings, database: Database) -> dict[str, Any]:
+# With a deadline the check runs on this thread while the caller waits at most until then. A check
+# that outlives its invocation keeps the lock (released by its own thread when it ends): the next
+# invocation answers at once instead of sharing the connection with it.
+_checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-check")
+_running = threading.Lock()
+
+
+def _unhealthy(settings: DbHealthSettings, reason: str, reason_category: str) -> dict[str, Any]:
+    return {
+        "status": UNHEALTHY,
+        "reason": reason,
+        "reasonCategory": reason_category,
+        "query": {"responseTime": None, "threshold": f"{settings.query_threshold_ms:g}ms", "healthy": False},
+        "pool": None,
+    }
+
+
+def check_db_health(settings: DbHealthSettings, database: Database, deadline: float | None = None) -> dict[str, Any]:
+    """The check; with a ``deadline`` (``time.monotonic()``), an unhealthy ``timeout`` answer once it passes
+    (connect, reconnect and two statements can together outlast the Lambda timeout)."""
+    if deadline is None:
+        return _check(settings, database)
+    if not _running.acquire(blocking=False):
+        return _unhealthy(settings, "the previous check of this environment has not finished", "timeout")
+
+    def guarded() -> dict[str, Any]:
+        try:
+            return _check(settings, database)
+        finally:
+            _running.release()
+
+    future = _checker.submit(guarded)
+    budget_s = max(0.0, deadline - time.monotonic())
+    try:
+        return future.result(timeout=budget_s)
+    except TimeoutError:
+        return _unhealthy(settings, f"no answer within {budget_s:.1f} s (the invocation's time left)", "timeout")
+
+
+def _check(settings: DbHealthSettings, database: Database) -> dict[str, Any]:
     threshold = f"{settings.query_threshold_ms:g}ms"
     try:
         elapsed_ms, (total, active, idle, idle_in_transaction, max_connections) = database.run(_measure)
     except DatabaseUnavailable as exc:
-        return {
-            "status": UNHEALTHY,
-            "reason": exc.reason,
-            "reasonCategory": exc.category,
-            "query": {"responseTime": None, "threshold": threshold, "healthy": False},
-            "pool": None,
-        }
+        return _unhealthy(settings, exc.reason, exc.category)
     usage_pct = total / max_connections * 100 if max_connections else 0.0
     query_ok = elapsed_ms < settings.query_threshold_ms
     pool_ok = usage_pct < settings.pool_threshold_pct

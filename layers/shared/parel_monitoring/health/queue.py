@@ -56,10 +56,8 @@ def _status(lag: int, failure_pct: float, settings: QueueHealthSettings) -> str:
     return UNHEALTHY
 
 
-def check_queue_health(settings: QueueHealthSettings, client: redis.Redis) -> dict[str, Any]:
-    queue_settings = settings.queues
-    names = list(dict.fromkeys([*queue_settings.queue_names, queue_settings.high_priority_queue]))
-    thresholds = {
+def _thresholds(settings: QueueHealthSettings) -> dict[str, Any]:
+    return {
         "highPriorityLag": {"warning": settings.lag_warning, "critical": settings.lag_critical, "current": None},
         "failureRate": {
             "warning": settings.failure_warning_pct,
@@ -67,17 +65,32 @@ def check_queue_health(settings: QueueHealthSettings, client: redis.Redis) -> di
             "current": None,
         },
     }
+
+
+def _unhealthy(settings: QueueHealthSettings, reason: str, reason_category: str) -> dict[str, Any]:
+    return {
+        "status": UNHEALTHY,
+        "reason": reason,
+        "reasonCategory": reason_category,
+        "queues": [],
+        "summary": None,
+        "thresholds": _thresholds(settings),
+    }
+
+
+def queue_timed_out(settings: QueueHealthSettings) -> dict[str, Any]:
+    """The answer when the check has not finished by the invocation's deadline."""
+    return _unhealthy(settings, "no answer before the invocation's deadline", "timeout")
+
+
+def check_queue_health(settings: QueueHealthSettings, client: redis.Redis) -> dict[str, Any]:
+    queue_settings = settings.queues
+    names = list(dict.fromkeys([*queue_settings.queue_names, queue_settings.high_priority_queue]))
+    thresholds = _thresholds(settings)
     try:
         counts = job_counts(client, queue_settings.prefix, names)
     except redis.RedisError as exc:
-        return {
-            "status": UNHEALTHY,
-            "reason": safe_reason(exc),
-            "reasonCategory": category(exc),
-            "queues": [],
-            "summary": None,
-            "thresholds": thresholds,
-        }
+        return _unhealthy(settings, safe_reason(exc), category(exc))
 
     queues = [{"name": name, **counts[name]} for name in names]
     completed = sum(queue["completed"] for queue in queues)
