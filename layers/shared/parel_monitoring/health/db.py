@@ -3,8 +3,9 @@
 In a serverless deployment the meaningful pool is the database server's, so ``pool``
 counts client backends in ``pg_stat_activity`` (active, idle, idle in transaction)
 against ``max_connections``. The monitoring role needs ``pg_monitor`` (or
-``pg_read_all_stats``) to see the state of other roles' sessions; without it those
-sessions still count in ``total`` but not in ``active``/``idle``.
+``pg_read_all_stats``): without it PostgreSQL hides other roles' ``backend_type`` and
+state too, so ``pool`` would count only the role's own connection
+(migrations/002_monitoring_role.sql grants it).
 """
 
 from __future__ import annotations
