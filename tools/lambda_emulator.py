@@ -204,14 +204,24 @@ class Invocation:
 class Emulator:
     """One warm execution environment of one function (start, invoke..., stop)."""
 
-    def __init__(self, spec: FunctionSpec, extra_env: dict[str, str] | None = None, runtime_dir: Path = RUNTIME_DIR):
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        extra_env: dict[str, str] | None = None,
+        runtime_dir: Path = RUNTIME_DIR,
+        keep_transcript: bool = False,
+    ):
         self.spec = spec
         self.extra_env = extra_env or {}
         self.runtime_dir = runtime_dir
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self.lines: list[str] = []
+        self.lines: list[str] = []  # the current invocation's (cleared by each invoke)
+        # keep_transcript: every line the environment ever wrote (init, every invocation, in between, after the
+        # last one), for a caller that must see them all; off by default to keep a long-lived server's memory flat.
+        self.transcript: list[str] | None = [] if keep_transcript else None
         self._cond = threading.Condition()
+        self._pump_thread: threading.Thread | None = None
 
     def environment(self) -> dict[str, str]:
         if not (self.runtime_dir / "awslambdaric").exists():
@@ -267,7 +277,8 @@ class Emulator:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -282,8 +293,11 @@ class Emulator:
     def _pump(self) -> None:
         assert self.process and self.process.stdout
         for raw in self.process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
             with self._cond:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self.lines.append(line)
+                if self.transcript is not None:
+                    self.transcript.append(line)
                 self._cond.notify_all()
 
     def _reports(self) -> int:
@@ -325,6 +339,8 @@ class Emulator:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._pump_thread is not None:  # its last lines are read before stop() returns
+            self._pump_thread.join(timeout=5)
 
     def __enter__(self) -> Emulator:
         return self.start()

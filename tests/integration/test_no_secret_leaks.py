@@ -169,6 +169,8 @@ class Capture:
     webhook_bodies: list[tuple[str, str]] = field(default_factory=list)
     functions: set[str] = field(default_factory=set)
     healed_sessions: set[str] = field(default_factory=set)
+    # every emulator invocation in order: (run label, its REPORT line, its log lines), to prove all were scanned
+    invocations: list[tuple[str, str | None, list[str]]] = field(default_factory=list)
 
 
 IN_PROCESS_SCENARIO = r"""
@@ -283,13 +285,17 @@ def capture(password_protected_postgres):  # one scripted run, read top to botto
         emulators: list[tuple[str, Emulator]] = []
 
         def start(logical_id: str, label: str, **env: str) -> Emulator:
-            emulator = Emulator(load_function(logical_id, BUILD_DIR), extra_env={**common, **env}).start()
+            # keep_transcript: every line the environment writes (each invoke clears ``emulator.lines``)
+            emulator = Emulator(
+                load_function(logical_id, BUILD_DIR), extra_env={**common, **env}, keep_transcript=True
+            ).start()
             emulators.append((label, emulator))
             result.functions.add(logical_id)
             return emulator
 
         def invoke(emulator: Emulator, label: str, event: Any) -> Any:
             invocation = emulator.invoke(event)
+            result.invocations.append((label, invocation.report, invocation.logs))
             result.responses.append((label, invocation.raw.decode("utf-8", "replace")))
             payload = invocation.payload
             outcome = payload.get("statusCode") if isinstance(payload, dict) else None
@@ -403,7 +409,7 @@ def capture(password_protected_postgres):  # one scripted run, read top to botto
         finally:
             for label, emulator in emulators:
                 emulator.stop()
-                result.logs += [(label, line) for line in emulator.lines]
+                result.logs += [(label, line) for line in emulator.transcript or ()]
 
         # In-process: the real sentry-sdk in an interpreter of its own, every secret in an error.
         env = {key: value for key, value in os.environ.items() if not key.startswith(("SENTRY_", "AWS_LAMBDA"))}
@@ -461,6 +467,29 @@ def test_the_run_used_every_function_real_services_and_both_paths(capture):
     assert sum(bool(event.get("exception")) for event in events) >= 4, "errors reached the Sentry sink"
     assert sum(bool(event.get("message") or event.get("logentry")) for event in events) >= 3
     assert len(capture.logs) > 100 and len(capture.responses) > 40
+
+
+def test_the_scan_covers_every_invocation_from_the_first(capture):
+    """The log scan reads every line of every invocation of every environment, not only each environment's
+    last invocation (the emulator's ``lines`` hold only the current one): the run's very first invocation,
+    and the first of each environment invoked several times, are in the scanned lines."""
+    scanned = defaultdict(set)
+    for label, line in capture.logs:
+        scanned[label].add(line)
+    assert capture.invocations and len(capture.invocations) == len(capture.responses) - 1  # - the in-process run
+    label, report, logs = capture.invocations[0]
+    assert label == "health-app" and report and logs, "the first invocation wrote no REPORT or log line"
+    assert report in scanned[label], f"the first invocation's REPORT line was not scanned: {report}"
+    missing = [line for line in logs if line not in scanned[label]]
+    assert not missing, f"{len(missing)} of the first invocation's {len(logs)} log lines were not scanned"
+    repeated = [label for label in scanned if sum(1 for i in capture.invocations if i[0] == label) > 1]
+    assert {"health-db", "heal", "alerts", "authorizer"} <= set(repeated)
+    firsts = {label: next(i for i in capture.invocations if i[0] == label) for label in repeated}
+    for label, (_, report, logs) in firsts.items():
+        assert report and report in scanned[label], f"{label}: its first invocation's REPORT line was not scanned"
+        assert all(line in scanned[label] for line in logs), f"{label}: its first invocation's lines were not scanned"
+    for label, report, _ in capture.invocations:
+        assert report and report in scanned[label], f"{label}: an invocation's REPORT line was not scanned"
 
 
 # --------------------------------------------------------------------------- the scan
