@@ -9,6 +9,7 @@ import re
 import socketserver
 import threading
 import time
+import uuid
 from dataclasses import replace
 
 import pytest
@@ -147,3 +148,28 @@ def test_a_delivery_still_queued_when_fan_out_returns_is_cancelled_under_its_own
     [ended] = [line for line in lines if line["message"] == "Cancelled alert delivery ended"]
     assert ended["correlation_id"] == "inv-1" and ended["attempts"] == 0, ended
     assert httpserver.log == []  # never sent
+
+
+def test_a_late_success_is_not_resent_by_the_retry_and_is_remembered_in_redis(webhooks, monkeypatch, redis_client):
+    """What a cancelled worker records when its last attempt succeeded after all (its fan-out had returned):
+    the SNS retry of that message, here or (through Redis) in another environment, skips that channel."""
+    from parel_monitoring.bullmq import RedisSettings
+    from parel_monitoring.notify import dedup, delivery
+    from parel_monitoring.notify.service import AlertSettings, dispatch
+
+    monkeypatch.setattr(dedup, "PREFIX", f"parel-test-late-{uuid.uuid4().hex[:8]}")
+    slack, discord = webhooks
+    for server in webhooks:
+        server.expect_request("", method="POST").respond_with_data("ok")
+    settings = AlertSettings(
+        stage="prod", slack_url=slack.url_for("/services/T1/B1/s"), discord_url=discord.url_for("/api/webhooks/1/d"),
+        redis=RedisSettings("redis://127.0.0.1:6379/0", 0.5, 1.0), dedup_window_s=0, delivery=SETTINGS, margin_ms=0,
+    )  # fmt: skip
+    message = f"m-late-{uuid.uuid4().hex[:8]}"
+    delivery._record_late(message, "slack")  # the worker's record of its late success
+
+    report = dispatch(ALERT, message, settings, time.monotonic() + 10)
+    assert report["channels"]["slack"]["alreadyDelivered"] is True and report["delivered"] is True
+    assert slack.log == [] and len(discord.log) == 1
+    assert redis_client.exists(f"{dedup.PREFIX}:delivered:{message}:slack")
+    redis_client.delete(*redis_client.keys(f"{dedup.PREFIX}:*"))
