@@ -1,5 +1,5 @@
-"""Shared fixtures. Tiers: tests/unit (pure logic), tests/integration (real services on
-127.0.0.1), tests/e2e (built functions under the Lambda emulator)."""
+"""Shared fixtures. Tiers (tests/tiers.py): tests/unit (no service), tests/integration (real services on
+127.0.0.1), tests/e2e (built functions under the Lambda emulator); each test carries its folder's marker."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from psycopg import sql
 import services
 from parel_monitoring import correlation, logs
 from settings_catalog import all_variables_read
+from tiers import tier_of, unit_problems
 
 # Every setting any function's code reads (found statically, so a new one is covered the day it is added),
 # with the secret-by-reference forms and what Lambda itself sets: cleared so that nothing in the developer's
@@ -24,6 +25,26 @@ _READ_VARIABLES = sorted(
     {variant for name in all_variables_read() for variant in (name, f"{name}_SECRET_ARN", f"{name}_PARAMETER")}
     | _LAMBDA_VARIABLES
 )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test gets its tier's marker from its folder (``pytest -m "not e2e"``); a test outside the three
+    tiers, or a unit test that needs a service (a service fixture, a service helper), stops the run."""
+    problems = []
+    for item in items:
+        tier = tier_of(item.path)
+        if tier is None:
+            problems.append(f"{item.nodeid}: not under tests/unit, tests/integration or tests/e2e")
+            continue
+        item.add_marker(getattr(pytest.mark, tier))
+        if tier == "unit":
+            for why in unit_problems(item.path, item.fixturenames):  # an import: once for its module
+                problems.append(f"{item.nodeid if why.startswith('uses') else item.nodeid.split('::')[0]} {why}")
+    if problems:
+        raise pytest.UsageError(
+            "tests/unit needs no service (tests/tiers.py): move these to tests/integration or tests/e2e\n  "
+            + "\n  ".join(dict.fromkeys(problems))
+        )
 
 
 @pytest.fixture(autouse=True)

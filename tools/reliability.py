@@ -65,7 +65,7 @@ TEST_MODULES = {
     "tests/unit/test_hostile_input.py": "Hostile input & auth",
     "tests/unit/test_auth.py": "Hostile input & auth",
     "tests/e2e/test_admin_authorizer_e2e.py": "Hostile input & auth",
-    "tests/unit/test_injection.py": "Injection & secrets",
+    "tests/integration/test_injection.py": "Injection & secrets",
     "tests/integration/test_no_secret_leaks.py": "Injection & secrets",
 }
 SECTIONS = ("Faults", "Hostile input & auth", "Injection & secrets", "Load")

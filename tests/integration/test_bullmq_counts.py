@@ -25,8 +25,6 @@ from bullmq_scenario import REDIS_URL, all_counts, cleanup, node_state, prefix_k
 from parel_monitoring.bullmq import COUNT_TYPES, QueueSettings, job_counts
 from parel_monitoring.settings import ConfigurationError
 
-pytestmark = pytest.mark.integration
-
 ZERO = dict.fromkeys(COUNT_TYPES, 0)
 SAME_AS_MAJOR = object()
 

@@ -7,8 +7,6 @@ import pytest
 
 from parel_monitoring.db import Database, DatabaseSettings, DatabaseUnavailable
 
-pytestmark = pytest.mark.integration
-
 
 def database_for(url: str, **options) -> Database:
     values = {"connect_timeout_s": 3, "statement_timeout_ms": 5000, "prepared_statements": True}

@@ -32,8 +32,6 @@ from parel_monitoring.heal.run import HealSettings, run_all
 from parel_monitoring.notify.delivery import Channel, DeliverySettings, fan_out
 from parel_monitoring.notify.model import Alert
 
-pytestmark = pytest.mark.integration
-
 QUEUE = "mail"
 CONNECT_TIMEOUT_S = 2
 

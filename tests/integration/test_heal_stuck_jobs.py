@@ -28,8 +28,6 @@ from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.jobs import STALLED_REASON, StuckJobSettings, heal_stuck_jobs
 from parel_monitoring.settings import ConfigurationError
 
-pytestmark = pytest.mark.integration
-
 SHORT_LOCK_MS = 500
 PRIORITY_SCORE_UNIT = 0x100000000  # getPriorityScore: priority * 2^32 + counter
 

@@ -20,8 +20,6 @@ from parel_monitoring.bullmq import COUNT_TYPES, get_redis
 from parel_monitoring.health.queue import QueueHealthSettings, check_queue_health
 from parel_monitoring.settings import ConfigurationError
 
-pytestmark = pytest.mark.integration
-
 HP = "high-priority"
 SETTING_VARIABLES = (
     "REDIS_URL", "REDIS_URL_SECRET_ARN", "REDIS_URL_PARAMETER", "REDIS_CONNECT_TIMEOUT_S", "REDIS_SOCKET_TIMEOUT_S",

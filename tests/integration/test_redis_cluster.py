@@ -45,8 +45,6 @@ from parel_monitoring.notify.model import Alert
 from parel_monitoring.notify.service import AlertSettings, alert_state, dispatch
 from parel_monitoring.settings import ConfigurationError
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 ZERO = dict.fromkeys(COUNT_TYPES, 0)
 SHORT_LOCK_MS = 500

@@ -2,7 +2,7 @@
 through correlation IDs.
 
 The SQL tests run against real PostgreSQL (the ``database_url`` fixture: a database of the test's own) and
-the Redis test against the Redis on 127.0.0.1, like the integration tier; the rest is pure logic.
+the Redis test against the Redis on 127.0.0.1 (hence the integration tier); the rest is pure logic.
 """
 
 from __future__ import annotations
