@@ -21,8 +21,6 @@ from parel_monitoring.notify.delivery import ATTEMPT_DEADLINE, Channel, Delivery
 from parel_monitoring.notify.formatting import slack_payload
 from parel_monitoring.notify.model import Alert
 
-pytestmark = pytest.mark.integration
-
 SETTINGS = DeliverySettings(connect_timeout_s=1.0, read_timeout_s=2.0, max_attempts=1, backoff_base_s=0.05)
 ALERT = Alert(severity="CRITICAL", title="Queue stalled", message="high-priority lag 120", metadata={},
               timestamp="2026-11-29T21:00:00.000Z", correlation_id="corr-drip", source="test")  # fmt: skip
