@@ -84,12 +84,29 @@ def test_raised_error_reaches_sentry_with_correlation_tag_and_no_secrets(sentry_
 
 
 def test_without_a_dsn_nothing_is_sent_and_sentry_is_not_imported(httpserver):
+    """The same capture twice, differing only in SENTRY_DSN: with it the sink receives the event (so it would
+    have seen one), without it (unset, or empty as the template's default) nothing is sent and sentry_sdk is
+    never imported."""
+    httpserver.expect_request("/api/1/envelope/", method="POST").respond_with_json({"id": "ok"})
     code = (
         "import sys, json; from parel_monitoring import error_tracker as e;"
-        "e.init_sentry(); print(json.dumps([e.capture_message('x'), 'sentry_sdk' in sys.modules]))"
+        "e.init_sentry(); sent = e.capture_message('no-dsn-probe'); e.flush(5);"
+        "print(json.dumps([sent is not None, 'sentry_sdk' in sys.modules]))"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTRY")}
-    env["PYTHONPATH"] = str(ROOT / "layers" / "shared")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert json.loads(result.stdout) == [None, False]
-    assert httpserver.log == []
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SENTRY")}
+    base.update(PYTHONPATH=str(ROOT / "layers" / "shared"), STAGE="prod")
+
+    def run(**env: str) -> list[bool]:
+        httpserver.clear_log()
+        result = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
+                                check=True, timeout=60)  # fmt: skip
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    dsn = f"http://{SECRETS['SENTRY_PUBLIC_KEY']}@127.0.0.1:{httpserver.port}/1"
+    assert run(SENTRY_DSN=dsn) == [True, True]
+    received = [gzip.decompress(r.get_data()) if r.headers.get("Content-Encoding") == "gzip" else r.get_data()
+                for r, _ in httpserver.log]  # fmt: skip
+    assert any(b"no-dsn-probe" in body for body in received), "the sink never received the control event"
+    for env in ({}, {"SENTRY_DSN": ""}):
+        assert run(**env) == [False, False], env
+        assert httpserver.log == [], f"{env}: something reached the sink"
