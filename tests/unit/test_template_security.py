@@ -24,12 +24,15 @@ README = (ROOT / "README.md").read_text()
 TEMPLATE = load()
 
 # Connections one execution environment can hold (README, "Bounded footprint"), from the code: db.py keeps one
-# connection per environment (get_database is cached per settings), and each call site of
-# Database.open_dedicated (the heal's advisory lock: a connection of its own, closed when the run ends) adds
-# one more; redis-py's pool opens one connection per command in flight, and every function uses its one
-# cached client (bullmq.get_redis) from one thread at a time (HealthFunction: only its queue thread; the
-# heal: the lock, then the routines, in turn; alerts: deduplication in the handler's thread), so one.
-# test_every_place_that_opens_a_connection_is_counted keeps these call sites in view.
+# connection per environment (get_database is cached per settings; the health db check runs one at a time),
+# and each call site of Database.open_dedicated (the heal's advisory lock: a connection of its own, closed
+# when the run ends) adds one more. redis-py's pool opens one connection per command in flight: every
+# function uses its one cached client (bullmq.get_redis) from one thread at a time (the heal: the lock, then
+# the routines; alerts: deduplication in the handler's thread), except the aggregate (HealthFunction,
+# MonitorFunction), which stops waiting for its queue check at the invocation's deadline: the next
+# invocation's check can then run beside the abandoned one, as many as its executor has workers.
+# test_every_place_that_opens_a_connection_is_counted and
+# test_the_queue_checks_that_can_run_at_once_are_counted keep these places in view.
 OPENS_POSTGRES = {"parel_monitoring.db": {"psycopg.connect"}}  # Database._connect, the only connect
 # get_redis, cached per settings: a Redis client, or with REDIS_CLUSTER a RedisCluster (a pool per node).
 OPENS_REDIS = {"parel_monitoring.bullmq": {"redis.Redis.from_url", "RedisCluster.from_url"}}
@@ -60,6 +63,28 @@ def stores_opened(template: dict[str, Any], function: str) -> set[str]:
     return {store for store, setting in STORE_SETTING.items() if setting in read}
 
 
+AGGREGATE = "parel_monitoring.health.aggregate"
+
+
+def queue_checks_at_once() -> int:
+    """Queue checks of one aggregate environment that can hold the Redis client at once: 1 while check_all
+    waits for its queue check; its executor's workers when it stops waiting (``queue.result(timeout=...)``)."""
+    tree = ast.parse(module_path(AGGREGATE).read_text())
+    abandons = any(
+        isinstance(node, ast.Call) and ast.unparse(node.func) == "queue.result" and node.keywords
+        for node in ast.walk(tree)
+    )
+    workers = [
+        keyword.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "ThreadPoolExecutor"
+        for keyword in node.keywords
+        if keyword.arg == "max_workers"
+    ]
+    assert len(workers) == 1, "the aggregate's executor changed: recount its concurrent queue checks"
+    return workers[0] if abandons else 1
+
+
 @cache
 def calls_in(module: str) -> list[str]:
     """Dotted names of the calls in a layer module (``psycopg.connect``, ``self.database.open_dedicated``)."""
@@ -74,9 +99,9 @@ def calls_in(module: str) -> list[str]:
 def connections_per_environment(template: dict[str, Any], function: str, store: str) -> int:
     if store not in stores_opened(template, function):
         return 0
-    if store == "Redis":
-        return 1
     modules = modules_imported(handler_file(template, function))
+    if store == "Redis":
+        return queue_checks_at_once() if AGGREGATE in modules else 1
     dedicated = sum(name.endswith(f".{DEDICATED_POSTGRES}") for module in modules for name in calls_in(module))
     return 1 + dedicated
 
@@ -149,6 +174,15 @@ def test_every_place_that_opens_a_connection_is_counted():
     heal = connections_per_environment(TEMPLATE, "HealFunction", "PostgreSQL")
     assert heal == 1 + len(dedicated & modules_imported(handler_file(TEMPLATE, "HealFunction")))
     assert connections_per_environment(TEMPLATE, "HealthDbFunction", "PostgreSQL") == 1
+
+
+def test_the_queue_checks_that_can_run_at_once_are_counted():
+    """HealthFunction and the sweep give up on a slow queue check at the deadline; the abandoned check keeps its
+    Redis connection until its own timeouts end, beside the next invocation's: two connections, not one."""
+    assert queue_checks_at_once() == 2
+    for function in ("HealthFunction", "MonitorFunction"):
+        assert connections_per_environment(TEMPLATE, function, "Redis") == 2, function
+    assert connections_per_environment(TEMPLATE, "HealthQueueFunction", "Redis") == 1
 
 
 def test_the_reserved_concurrency_reaches_the_deployed_functions():
