@@ -23,6 +23,8 @@ from typing import Any
 
 import redis
 
+from polling import wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "bullmq" / "scenario.mjs"
 REDIS_URL = "redis://127.0.0.1:6379"
@@ -133,3 +135,10 @@ def cleanup(prefix: str, redis_url: str = REDIS_URL) -> int:
     finally:
         client.close()
     return deleted
+
+
+def wait_locks_expired(client: Any, prefix: str, queue: str, ids: list[str]) -> None:
+    """Until the locks of ``ids`` (a killed worker's jobs) have expired; ``client`` a redis-py client (Cluster
+    included: the keys share the queue's hash slot)."""
+    lock_keys = [f"{prefix}:{queue}:{job_id}:lock" for job_id in ids]
+    wait_until(lambda: client.exists(*lock_keys) == 0, f"the locks of the killed worker ({len(ids)} jobs) to expire")

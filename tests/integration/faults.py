@@ -18,18 +18,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 
+from polling import wait_until
 from services import _find_binary, _free_port, is_listening
-
-
-def _wait(predicate, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out after {seconds} s waiting for {what}")
 
 
 class ControlledPostgres:
@@ -63,13 +54,13 @@ class ControlledPostgres:
             f" -c max_connections={self.max_connections} -c superuser_reserved_connections=0"
         )
         self._ctl(self.pg_ctl, "-D", self.data, "-o", options, "-l", f"{self.dir}/log", "-w", "-t", "30", "start")
-        _wait(lambda: is_listening("127.0.0.1", self.port, 0.2), 15, "PostgreSQL to listen")
+        wait_until(lambda: is_listening("127.0.0.1", self.port, 0.2), "PostgreSQL to listen")
         return self
 
     def stop(self, mode: str = "immediate") -> None:
         """``immediate``: like a crash (backends killed, no checkpoint); ``fast``: a clean shutdown."""
         self._ctl(self.pg_ctl, "-D", self.data, "-m", mode, "-w", "stop", check=False)
-        _wait(lambda: not is_listening("127.0.0.1", self.port, 0.2), 15, "PostgreSQL to stop listening")
+        wait_until(lambda: not is_listening("127.0.0.1", self.port, 0.2), "PostgreSQL to stop listening")
 
     def restart(self) -> ControlledPostgres:
         self.stop()
@@ -103,7 +94,7 @@ class ControlledRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait(lambda: is_listening("127.0.0.1", self.port, 0.2), 15, "Redis to listen")
+        wait_until(lambda: is_listening("127.0.0.1", self.port, 0.2), "Redis to listen")
         return self
 
     def stop(self, sig: int = signal.SIGKILL) -> None:
@@ -112,7 +103,7 @@ class ControlledRedis:
             self.process.send_signal(sig)
             self.process.wait(15)
         self.process = None
-        _wait(lambda: not is_listening("127.0.0.1", self.port, 0.2), 15, "Redis to stop listening")
+        wait_until(lambda: not is_listening("127.0.0.1", self.port, 0.2), "Redis to stop listening")
 
     def restart(self) -> ControlledRedis:
         self.stop()

@@ -16,10 +16,11 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+import redis
 from faults import ControlledPostgres, ControlledRedis
 from pytest_httpserver import HTTPServer
 
-from bullmq_scenario import REDIS_URL, node_counts, run_scenario
+from bullmq_scenario import REDIS_URL, node_counts, run_scenario, wait_locks_expired
 from events_loader import load_event
 from lambda_emulator import Emulator
 from nextauth_schema import create_prisma_schema
@@ -31,9 +32,14 @@ from parel_monitoring.heal.options import HealOptions
 from parel_monitoring.heal.run import HealSettings, run_all
 from parel_monitoring.notify.delivery import Channel, DeliverySettings, fan_out
 from parel_monitoring.notify.model import Alert
+from polling import wait_until
 
 QUEUE = "mail"
 CONNECT_TIMEOUT_S = 2
+# What a loaded 2-core CI machine may add to a bounded wait (scheduling, an invocation through the emulator):
+# every bound below is the timeout that bounds the wait plus this, and stays well under the function's own
+# Timeout (10 s), so it still tells "answered within its timeout" from "hung until Lambda killed it".
+LOADED_MARGIN_S = 3.0
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -139,7 +145,7 @@ def crash_worker(prefix: str, redis_url: str, count: int) -> list[str]:
         allowed_returncodes=(-9,),
     )  # fmt: skip
     assert len(crashed["ids"]) == count
-    time.sleep(0.5)
+    wait_locks_expired(redis.Redis.from_url(redis_url), prefix, QUEUE, crashed["ids"])
     return sorted(crashed["ids"])
 
 
@@ -147,7 +153,7 @@ def crash_worker(prefix: str, redis_url: str, count: int) -> list[str]:
 
 
 def test_postgres_stopped_health_db_503_then_recovers_warm(postgres, start_function):
-    """PostgreSQL stopped during health checks: /api/health/db answers 503 within connect timeout + 0.5 s; after restart the same warm environment answers 200 (no cold start), also when the server restarts between two invocations."""  # noqa: E501
+    """PostgreSQL stopped during health checks: /api/health/db answers 503 within its connect timeout (plus a loaded machine's margin, under the function timeout); after restart the same warm environment answers 200 (no cold start), also when the server restarts between two invocations."""  # noqa: E501
     pg = postgres()
     app = start_function(
         "HealthDbFunction", DATABASE_URL=pg.url, DB_CONNECT_TIMEOUT_S=str(CONNECT_TIMEOUT_S), **FRESH_CHECKS
@@ -159,7 +165,8 @@ def test_postgres_stopped_health_db_503_then_recovers_warm(postgres, start_funct
     pg.stop()
     down, took = timed_invoke(app, event)
     assert status_of(down) == (503, "unhealthy"), down.payload
-    assert took < CONNECT_TIMEOUT_S + 0.5, f"503 took {took:.2f} s (bound {CONNECT_TIMEOUT_S + 0.5} s)"
+    bound = CONNECT_TIMEOUT_S + LOADED_MARGIN_S
+    assert took < bound < app.spec.timeout_s, f"503 took {took:.2f} s (bound {bound} s)"
 
     pg.start()
     back, took = timed_invoke(app, event)
@@ -199,20 +206,25 @@ def test_connections_exhausted_health_db_503_then_recovers_warm(postgres, start_
         assert len(pids) == 1, f"the function's backend in pg_stat_activity: {pids}"
         ((pid,),) = pids
         idle[0].execute("SELECT pg_terminate_backend(%s)", (pid,))
-        deadline = time.monotonic() + 5
-        while True:
+
+        def take_the_freed_slot() -> bool:
             try:
                 idle.append(psycopg.connect(pg.url, autocommit=True, connect_timeout=2))
-                break
             except psycopg.OperationalError:
-                assert time.monotonic() < deadline, "the terminated backend's slot never freed"
-                time.sleep(0.05)
+                return False
+            return True
+
+        wait_until(take_the_freed_slot, "the terminated backend's slot to free")
 
         full, took = timed_invoke(app, event)
         assert status_of(full) == (503, "unhealthy"), full.payload
-        assert took < CONNECT_TIMEOUT_S + 0.5, f"503 took {took:.2f} s with the server full"
+        assert took < CONNECT_TIMEOUT_S + LOADED_MARGIN_S < app.spec.timeout_s, f"503 took {took:.2f} s (server full)"
 
+        # One slot frees: closing is asynchronous on the server, so wait until the backend has gone.
+        backends = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        before = idle[0].execute(backends).fetchone()[0]
         idle.pop().close()
+        wait_until(lambda: idle[0].execute(backends).fetchone()[0] < before, "the closed connection's backend to exit")
         back, took = timed_invoke(app, event)
         assert status_of(back)[0] == 200, back.payload
         assert back.init_duration_ms is None, "recovery needed a cold start"
@@ -239,7 +251,8 @@ def test_postgres_stopped_heal_fails_db_routines_and_still_requeues_jobs(postgre
         assert down["routines"]["sessions"]["status"] == "failed", summary
         assert down["routines"]["orphans"]["status"] == "failed", summary
         assert down["routines"]["jobs"]["status"] == "ok" and down["stuckJobs"] == 2, summary
-        assert took < 3 * CONNECT_TIMEOUT_S + 1, f"the failed run took {took:.2f} s"
+        # sessions, orphans and the run lock each try one connect: bounded by three connect timeouts
+        assert took < 3 * CONNECT_TIMEOUT_S + LOADED_MARGIN_S, f"the failed run took {took:.2f} s"
 
         pg.start()
         back = run_all(settings, database, client, HealOptions(), Budget())
@@ -267,7 +280,9 @@ def test_lock_held_by_another_session_heal_batch_hits_statement_timeout(database
         sessions = blocked["routines"]["sessions"]
         assert sessions["status"] == "failed" and "statement timeout" in (sessions["error"] or ""), sessions
         assert blocked["routines"]["jobs"]["status"] == "ok" and blocked["stuckJobs"] == 1, blocked["routines"]
-        assert took < 5, f"the blocked run took {took:.2f} s (statement timeout 0.5 s per waiting statement)"
+        # the lock is held until the test releases it: only the statement timeouts (0.5 s per waiting statement,
+        # a few statements) end the run
+        assert took < 2 + LOADED_MARGIN_S, f"the blocked run took {took:.2f} s (statement timeout 0.5 s)"
         assert len(session_rows_nolock(holder)) == 4, "a blocked batch changed rows"
         holder.rollback()
 
@@ -326,7 +341,7 @@ def test_heal_interrupted_mid_batch_leaves_consistent_rows_and_next_run_finishes
 
 
 def test_redis_stopped_health_queue_503_then_recovers_warm(redis_server, start_function, prefix):
-    """Redis stopped during health checks: /api/health/queue answers 503 within connect + socket timeout + 0.5 s; after restart the same warm environment answers 200 (the client reconnects, no cold start), also when Redis restarts between two invocations."""  # noqa: E501
+    """Redis stopped during health checks: /api/health/queue answers 503 within connect + socket timeout (plus a loaded machine's margin, under the function timeout); after restart the same warm environment answers 200 (the client reconnects, no cold start), also when Redis restarts between two invocations."""  # noqa: E501
     rd = redis_server()
     app = start_function(
         "HealthQueueFunction", REDIS_URL=rd.url, QUEUE_NAMES=QUEUE, BULLMQ_PREFIX=prefix, HIGH_PRIORITY_QUEUE=QUEUE,
@@ -339,7 +354,7 @@ def test_redis_stopped_health_queue_503_then_recovers_warm(redis_server, start_f
     rd.stop()
     down, took = timed_invoke(app, event)
     assert status_of(down) == (503, "unhealthy"), down.payload
-    assert took < 1 + 2 + 0.5, f"503 took {took:.2f} s"
+    assert took < 1 + 2 + LOADED_MARGIN_S < app.spec.timeout_s, f"503 took {took:.2f} s"
 
     rd.start()
     back, took = timed_invoke(app, event)
@@ -369,7 +384,7 @@ def test_redis_restart_requeued_jobs_neither_lost_nor_duplicated(redis_server, p
         heal_stuck_jobs(client, settings, Budget())
     took = time.monotonic() - started
     assert "Connection" in type(failure.value).__name__, repr(failure.value)
-    assert took < 1 + 2 + 0.5, f"heal against a dead Redis took {took:.2f} s"
+    assert took < 1 + 2 + LOADED_MARGIN_S, f"heal against a dead Redis took {took:.2f} s"
 
     rd.start()
     assert node_counts(prefix, QUEUE, rd.url)["active"] == 5, "the AOF lost the active jobs"
@@ -439,7 +454,7 @@ class BadWebhook:
 
 @pytest.mark.parametrize("mode", ["hang", "reset", "garbage"])
 def test_bad_webhook_does_not_cost_the_healthy_channel_its_alert(mode):
-    """A Slack webhook that hangs, resets the connection or answers garbage: the alert still reaches Discord exactly once, Slack is reported undelivered with a reason, and fan-out returns within its deadline + 0.3 s."""  # noqa: E501
+    """A Slack webhook that hangs, resets the connection or answers garbage: the alert still reaches Discord exactly once, Slack is reported undelivered with a reason, and fan-out returns by its deadline (plus a loaded machine's margin, well before the hung server's 10 s)."""  # noqa: E501
     bad = BadWebhook(mode)
     good = HTTPServer(host="127.0.0.1")
     good.start()
@@ -456,7 +471,7 @@ def test_bad_webhook_does_not_cost_the_healthy_channel_its_alert(mode):
         expected = {"hang": "read timeout", "reset": "connection reset", "garbage": "network error"}[mode]
         assert expected in slack.error, slack.to_dict()
         assert "SecretPart" not in json.dumps(slack.to_dict())
-        assert took < 2.0 + 0.3, f"fan-out took {took:.2f} s ({mode}: {slack.to_dict()})"
+        assert took < 2.0 + LOADED_MARGIN_S / 2, f"fan-out took {took:.2f} s ({mode}: {slack.to_dict()})"
     finally:
         bad.close()
         good.clear()
