@@ -16,6 +16,10 @@ T = TypeVar("T")
 # What a loaded 2-core machine needs for things that take milliseconds when idle (a server starting to listen,
 # a backend showing up in pg_stat_activity, a lock expiring): generous, since the wait ends when they happen.
 DEFAULT_TIMEOUT_S = 30.0
+# What a loaded 2-core CI machine may add to a wait that a timeout bounds (scheduling, a subprocess, an invocation
+# through the emulator): a timing assertion is "the bounding timeout + LOADED_MARGIN_S", and is chosen so that
+# the failure it guards against (a hang, a retry, a second timeout) still lands above it.
+LOADED_MARGIN_S = 3.0
 
 
 class WaitTimeout(AssertionError):

@@ -32,14 +32,12 @@ from parel_monitoring.heal.options import HealOptions
 from parel_monitoring.heal.run import HealSettings, run_all
 from parel_monitoring.notify.delivery import Channel, DeliverySettings, fan_out
 from parel_monitoring.notify.model import Alert
-from polling import wait_until
+from polling import LOADED_MARGIN_S, wait_until
 
 QUEUE = "mail"
 CONNECT_TIMEOUT_S = 2
-# What a loaded 2-core CI machine may add to a bounded wait (scheduling, an invocation through the emulator):
-# every bound below is the timeout that bounds the wait plus this, and stays well under the function's own
-# Timeout (10 s), so it still tells "answered within its timeout" from "hung until Lambda killed it".
-LOADED_MARGIN_S = 3.0
+# Every bound below is the timeout that bounds the wait plus a loaded machine's LOADED_MARGIN_S, and stays under
+# the function's own Timeout (10 s): it still tells "answered within its timeout" from "hung until Lambda killed it".
 
 
 # --------------------------------------------------------------------------- fixtures

@@ -9,6 +9,7 @@ critical 10 %); a watched queue that does not exist makes a healthy result degra
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
@@ -19,6 +20,7 @@ from parel_monitoring import scrub
 from parel_monitoring.bullmq import COUNT_TYPES, get_redis
 from parel_monitoring.health.queue import QueueHealthSettings, check_queue_health
 from parel_monitoring.settings import ConfigurationError
+from polling import LOADED_MARGIN_S
 
 HP = "high-priority"
 SETTING_VARIABLES = (
@@ -267,7 +269,8 @@ def test_redis_down_is_unhealthy_quickly_without_the_url(configure):
     result = check_queue_health(settings, get_redis(settings.redis))
     elapsed = time.perf_counter() - started
 
-    assert elapsed < 2.5, f"answered after {elapsed:.2f} s"
+    # refused at once, retried once: bounded by two connect timeouts
+    assert elapsed < 2 * settings.redis.connect_timeout_s + LOADED_MARGIN_S, f"answered after {elapsed:.2f} s"
     assert result["status"] == "unhealthy"
     reason = result["reason"]
     assert reason and reason.startswith("ConnectionError")
@@ -278,18 +281,35 @@ def test_redis_down_is_unhealthy_quickly_without_the_url(configure):
 
 
 def test_redis_that_accepts_but_never_answers_is_unhealthy_within_the_socket_timeout(configure):
-    """A hung Redis is not retried: the answer comes after one socket timeout (2 s), not two."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        port = listener.getsockname()[1]
-        settings = configure("bt-hang", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    """A hung Redis is not retried: one connection, one socket timeout (2 s), then the answer."""
+    accepted: list[socket.socket] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0.1)
+
+        def accept_and_hang() -> None:  # reads nothing, answers nothing; counts the connections
+            while listener.fileno() != -1:
+                try:
+                    accepted.append(listener.accept()[0])
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+
+        server = threading.Thread(target=accept_and_hang, daemon=True)
+        server.start()
+        settings = configure("bt-hang", REDIS_URL=f"redis://127.0.0.1:{listener.getsockname()[1]}/0")
         started = time.perf_counter()
         result = check_queue_health(settings, get_redis(settings.redis))
         elapsed = time.perf_counter() - started
+        connections = len(accepted)
+    server.join(5)
+    for conn in accepted:
+        conn.close()
     assert result["status"] == "unhealthy" and result["reason"].startswith("TimeoutError")
     assert result["reasonCategory"] == "timeout"
-    assert elapsed < 2.5, f"answered after {elapsed:.2f} s"
+    assert connections == 1, f"{connections} connections: a hung Redis was retried"
+    timeout = settings.redis.socket_timeout_s
+    assert timeout <= elapsed < timeout + LOADED_MARGIN_S, f"answered after {elapsed:.2f} s"
 
 
 @pytest.mark.parametrize(
