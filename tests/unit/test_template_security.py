@@ -28,9 +28,9 @@ TEMPLATE = load()
 # and each call site of Database.open_dedicated (the heal's advisory lock: a connection of its own, closed
 # when the run ends) adds one more. redis-py's pool opens one connection per command in flight: every
 # function uses its one cached client (bullmq.get_redis) from one thread at a time (the heal: the lock, then
-# the routines; alerts: deduplication in the handler's thread), except the aggregate (HealthFunction,
-# MonitorFunction), which stops waiting for its queue check at the invocation's deadline: the next
-# invocation's check can then run beside the abandoned one, as many as its executor has workers.
+# the routines; alerts: deduplication in the handler's thread); the aggregate (HealthFunction,
+# MonitorFunction) stops waiting for its queue check at the invocation's deadline, but runs it through
+# health.OneAtATime: until an abandoned check ends, the next invocation answers without starting another.
 # test_every_place_that_opens_a_connection_is_counted and
 # test_the_queue_checks_that_can_run_at_once_are_counted keep these places in view.
 OPENS_POSTGRES = {"parel_monitoring.db": {"psycopg.connect"}}  # Database._connect, the only connect
@@ -68,10 +68,12 @@ AGGREGATE = "parel_monitoring.health.aggregate"
 
 def queue_checks_at_once() -> int:
     """Queue checks of one aggregate environment that can hold the Redis client at once: 1 while check_all
-    waits for its queue check; its executor's workers when it stops waiting (``queue.result(timeout=...)``)."""
+    waits for its queue check or runs it through ``OneAtATime`` (a check that outlives its invocation makes the
+    next one answer at once); an executor's workers when it waits with a timeout (``.result(timeout=...)``),
+    abandoning a check that can run beside the next one."""
     tree = ast.parse(module_path(AGGREGATE).read_text())
     abandons = any(
-        isinstance(node, ast.Call) and ast.unparse(node.func) == "queue.result" and node.keywords
+        isinstance(node, ast.Call) and ast.unparse(node.func).endswith(".result") and node.keywords
         for node in ast.walk(tree)
     )
     workers = [
@@ -177,12 +179,11 @@ def test_every_place_that_opens_a_connection_is_counted():
 
 
 def test_the_queue_checks_that_can_run_at_once_are_counted():
-    """HealthFunction and the sweep give up on a slow queue check at the deadline; the abandoned check keeps its
-    Redis connection until its own timeouts end, beside the next invocation's: two connections, not one."""
-    assert queue_checks_at_once() == 2
-    for function in ("HealthFunction", "MonitorFunction"):
-        assert connections_per_environment(TEMPLATE, function, "Redis") == 2, function
-    assert connections_per_environment(TEMPLATE, "HealthQueueFunction", "Redis") == 1
+    """HealthFunction and the sweep give up on a slow queue check at the deadline, but one at a time: a check
+    that outlives its invocation makes the next one answer at once, so one Redis connection, not two."""
+    assert queue_checks_at_once() == 1
+    for function in ("HealthFunction", "MonitorFunction", "HealthQueueFunction"):
+        assert connections_per_environment(TEMPLATE, function, "Redis") == 1, function
 
 
 def test_the_reserved_concurrency_reaches_the_deployed_functions():

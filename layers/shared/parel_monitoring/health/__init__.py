@@ -8,13 +8,48 @@ uptime monitor can be found in the logs by its correlation ID.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 STATUS_CODES = {HEALTHY: 200, DEGRADED: 200, UNHEALTHY: 503}
 # Kept free before Lambda's timeout to answer, log and flush once a check has given up.
 ANSWER_RESERVE_S = 1.5
+
+
+class OneAtATime:
+    """A check run on a thread of its own and answered by a deadline, at most one per execution environment.
+
+    A check that outlives its invocation keeps running (it holds a connection until its own timeouts end);
+    until it ends, the next invocation is answered at once instead of starting a second one beside it, so an
+    environment never holds more than one connection for the check.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._running = threading.Lock()  # released by the check's own thread when it ends
+
+    def run(
+        self, check: Callable[[], dict[str, Any]], until: float, timed_out: Callable[[str], dict[str, Any]]
+    ) -> dict[str, Any]:
+        if not self._running.acquire(blocking=False):
+            return timed_out("the previous check of this environment has not finished")
+
+        def guarded() -> dict[str, Any]:
+            try:
+                return check()
+            finally:
+                self._running.release()
+
+        future = self._executor.submit(guarded)
+        budget_s = max(0.0, until - time.monotonic())
+        try:
+            return future.result(timeout=budget_s)
+        except TimeoutError:
+            return timed_out(f"no answer within {budget_s:.1f} s (the invocation's time left)")
 
 
 def deadline(context: Any) -> float | None:

@@ -7,16 +7,16 @@ with ``observedValue``/``observedUnit``/``time``) when the client asks for it.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from parel_monitoring import __version__
 from parel_monitoring.bullmq import get_redis
 from parel_monitoring.clock import utc_now_iso
 from parel_monitoring.db import get_database
-from parel_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY, deadline, public_check
+from parel_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY, OneAtATime, deadline, public_check
 from parel_monitoring.health.app import AppHealthSettings, check_app_health
 from parel_monitoring.health.db import DbHealthSettings, check_db_health
 from parel_monitoring.health.queue import QueueHealthSettings, check_queue_health, queue_timed_out
@@ -26,8 +26,9 @@ _SEVERITY = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
 _IETF_STATUS = {HEALTHY: "pass", DEGRADED: "warn", UNHEALTHY: "fail"}
 # Component name and type of each check in the public health+json document.
 _PUBLIC_COMPONENTS = {"app": ("app", "system"), "db": ("postgresql", "datastore"), "queue": ("bullmq", "component")}
-# The db and queue checks wait on the network: run them side by side.
-_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="health")
+# The db check waits on the network beside the queue check (each answers by the deadline).
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health")
+_queue_check = OneAtATime("queue-check")
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,11 @@ def check_all(settings: AggregateHealthSettings, context: Any = None, cold_start
     """The three checks; each answers by the invocation's deadline (see :func:`parel_monitoring.health.deadline`)."""
     until = deadline(context)
     db = _executor.submit(check_db_health, settings.db, get_database(settings.db.database), until)
-    queue = _executor.submit(check_queue_health, settings.queue, get_redis(settings.queue.redis))
+    queue = partial(check_queue_health, settings.queue, get_redis(settings.queue.redis))
     app = check_app_health(settings.app, context, cold_start)
-    try:  # bounded by the Redis timeouts too; this keeps a long REDIS_SOCKET_TIMEOUT_S within the invocation
-        queue_result = queue.result(timeout=None if until is None else max(0.0, until - time.monotonic()))
-    except TimeoutError:
-        queue_result = queue_timed_out(settings.queue)
+    # Bounded by the Redis timeouts too; the deadline keeps a long REDIS_SOCKET_TIMEOUT_S within the invocation.
+    timed_out = partial(queue_timed_out, settings.queue)
+    queue_result = queue() if until is None else _queue_check.run(queue, until, timed_out)
     checks = {"app": app, "db": db.result(), "queue": queue_result}
     return {
         "status": worst(*(check["status"] for check in checks.values())),

@@ -10,14 +10,12 @@ state too, so ``pool`` would count only the role's own connection
 
 from __future__ import annotations
 
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from parel_monitoring.db import Database, DatabaseSettings, DatabaseUnavailable
-from parel_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY
+from parel_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY, OneAtATime
 from parel_monitoring.settings import env_float
 
 POOL_QUERY = """
@@ -53,11 +51,7 @@ def _measure(conn: Any) -> tuple[float, tuple]:
     return elapsed_ms, conn.execute(POOL_QUERY).fetchone()
 
 
-# With a deadline the check runs on this thread while the caller waits at most until then. A check
-# that outlives its invocation keeps the lock (released by its own thread when it ends): the next
-# invocation answers at once instead of sharing the connection with it.
-_checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-check")
-_running = threading.Lock()
+_one_at_a_time = OneAtATime("db-check")
 
 
 def _unhealthy(settings: DbHealthSettings, reason: str, reason_category: str) -> dict[str, Any]:
@@ -75,21 +69,9 @@ def check_db_health(settings: DbHealthSettings, database: Database, deadline: fl
     (connect, reconnect and two statements can together outlast the Lambda timeout)."""
     if deadline is None:
         return _check(settings, database)
-    if not _running.acquire(blocking=False):
-        return _unhealthy(settings, "the previous check of this environment has not finished", "timeout")
-
-    def guarded() -> dict[str, Any]:
-        try:
-            return _check(settings, database)
-        finally:
-            _running.release()
-
-    future = _checker.submit(guarded)
-    budget_s = max(0.0, deadline - time.monotonic())
-    try:
-        return future.result(timeout=budget_s)
-    except TimeoutError:
-        return _unhealthy(settings, f"no answer within {budget_s:.1f} s (the invocation's time left)", "timeout")
+    return _one_at_a_time.run(
+        lambda: _check(settings, database), deadline, lambda reason: _unhealthy(settings, reason, "timeout")
+    )
 
 
 def _check(settings: DbHealthSettings, database: Database) -> dict[str, Any]:

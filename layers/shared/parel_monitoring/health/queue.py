@@ -78,9 +78,9 @@ def _unhealthy(settings: QueueHealthSettings, reason: str, reason_category: str)
     }
 
 
-def queue_timed_out(settings: QueueHealthSettings) -> dict[str, Any]:
+def queue_timed_out(settings: QueueHealthSettings, reason: str) -> dict[str, Any]:
     """The answer when the check has not finished by the invocation's deadline."""
-    return _unhealthy(settings, "no answer before the invocation's deadline", "timeout")
+    return _unhealthy(settings, reason, "timeout")
 
 
 def check_queue_health(settings: QueueHealthSettings, client: redis.Redis) -> dict[str, Any]:
