@@ -134,14 +134,14 @@ smoke: venv
 	@$(PY) tools/smoke.py --url "$(URL)" $(if $(TOKEN),--token "$(TOKEN)",)
 
 # The layer and the test helpers on the path, as pytest's pythonpath has them.
-BENCH = PYTHONPATH=layers/shared:tests:tools $(PY)
+BENCH = PYTHONPATH=layers/shared:tests:tools:benchmarks $(PY)
 
 bench: venv runtime node-deps build
-	$(BENCH) tools/bench.py
-	$(BENCH) tools/bench_heal_jobs.py
-	$(BENCH) tools/bench_heal_sessions.py
-	$(BENCH) tools/bench_alerts.py
-	$(BENCH) tools/bench_flood.py
+	$(BENCH) benchmarks/bench.py
+	$(BENCH) benchmarks/bench_heal_jobs.py
+	$(BENCH) benchmarks/bench_heal_sessions.py
+	$(BENCH) benchmarks/bench_alerts.py
+	$(BENCH) benchmarks/bench_flood.py
 
 reliability: venv runtime checkov node-deps build
 	$(BENCH) tools/reliability.py

@@ -47,13 +47,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from bench import log, median, p99, table
 from checkov_review import Review, review_template
 from psycopg import sql
 
 from lambda_emulator import BUILD_DIR, load_function
 from local_api import LocalApi
 from nextauth_schema import create_prisma_schema
+from report import log, median, p99, table
 from services import postgres_url, redis_url
 
 ROOT = Path(__file__).resolve().parent.parent

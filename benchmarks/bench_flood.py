@@ -29,7 +29,8 @@ keep-alive connection): wrk/hey/ab/locust are not Python packages of this reposi
 that only counts statuses and reads two headers needs nothing more; the separate process keeps the
 clients off the local API's interpreter lock.
 
-Run: ``PYTHONPATH=layers/shared:tests:tools .venv/bin/python tools/bench_flood.py [--warmup 5] [--seconds 15]``
+Run (or `make bench`):
+``PYTHONPATH=layers/shared:tests:tools:benchmarks .venv/bin/python benchmarks/bench_flood.py [--seconds 15]``
 """
 
 from __future__ import annotations
@@ -457,7 +458,7 @@ def ratio(baseline: float, bounded: float) -> str:
 
 
 def section(cases: list[Case], services: dict[str, Any], clients: int, warmup: float, seconds: float) -> str:
-    from bench import table
+    from report import table
 
     rows = []
     for case in cases:
@@ -556,7 +557,7 @@ def section(cases: list[Case], services: dict[str, Any], clients: int, warmup: f
         "and counting statuses and two headers needs nothing more."
     )
     return "\n".join([
-        "## Flood on the public health routes (`tools/bench_flood.py`)", "", intro, "",
+        "## Flood on the public health routes (`benchmarks/bench_flood.py`)", "", intro, "",
         *table(header, ["---", "---", *["---:"] * 13], rows), "",
         "Baseline ÷ bounded, and the targets (on the bounded runs):", "",
         *table(ratio_header, ["---", "---:", "---:", "---:", "---:", "---", "---"], ratio_rows), "",

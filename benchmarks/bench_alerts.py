@@ -6,7 +6,7 @@ channels (the AlertsFunction's path: both formatted and sent concurrently) and a
 baseline measured in the same run (the same alert formatted and sent with ``send``, Slack then
 Discord). Target: fan-out p50 ≤ 230 ms, i.e. one webhook's 200 ms plus at most 30 ms.
 
-Run: ``PYTHONPATH=layers/shared:tests:tools .venv/bin/python tools/bench_alerts.py``
+Run: ``PYTHONPATH=layers/shared:tests:tools:benchmarks .venv/bin/python benchmarks/bench_alerts.py``
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from bench import log, median, p99, table, write_section
-
+from bench import write_section
 from parel_monitoring.notify.delivery import FORMATTERS, Channel, DeliveryResult, DeliverySettings, fan_out, send
 from parel_monitoring.notify.model import SEVERITIES, Alert
+from report import log, median, p99, table
 
 DELAY_S = 0.2
 TIMES = "\N{MULTIPLICATION SIGN}"
@@ -136,7 +136,7 @@ def run() -> str:
     ]  # fmt: skip
     return "\n".join(
         [
-            "## Alert fan-out (`tools/bench_alerts.py`)",
+            "## Alert fan-out (`benchmarks/bench_alerts.py`)",
             "",
             f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()} ({os.cpu_count()} CPUs), "
             f"Python {sys.version.split()[0]}: {ALERTS} alerts after {WARMUP} warm-up ones, each formatted and "

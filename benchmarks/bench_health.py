@@ -1,4 +1,4 @@
-"""Warm latency of one built function, in-process (run by tools/bench.py, one subprocess per function).
+"""Warm latency of one built function, in-process (run by benchmarks/bench.py, one subprocess per function).
 
 Started by ``bench.py`` with the Lambda interpreter (``python3.13 -S``) and the very
 environment the emulator would give the function (task root, layer directories and

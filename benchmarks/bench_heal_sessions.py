@@ -16,7 +16,7 @@ migrations/001_session_expires_index.sql), on identical copies: a single
 ``DELETE FROM "Session" WHERE expires < $cutoff`` (the reference), then ``heal_stale_sessions`` with the
 default batch size and statement timeout, timing every batch. Targets: every expired session deleted and
 no live one; throughput at least 0.3 x the single DELETE's; every batch at most 100 ms; no Seq Scan in the
-plan of a batch (``EXPLAIN``, on the analyzed copy). Run: ``.venv/bin/python tools/bench_heal_sessions.py``.
+plan of a batch (``EXPLAIN``, on the analyzed copy). Run: ``.venv/bin/python benchmarks/bench_heal_sessions.py``.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from bench import log, median, p99, table, write_section
 from psycopg import sql
 
+from bench import write_section
 from nextauth_schema import create_prisma_schema
 from parel_monitoring.db import Database, DatabaseSettings
 from parel_monitoring.heal.authjs import AuthTablesSettings
@@ -43,6 +43,7 @@ from parel_monitoring.heal.sessions import (
     heal_stale_sessions,
 )
 from parel_monitoring.heal.tables import DEFAULT_BATCH_SIZE, EXPIRES_INDEX, UNIQUE_KEY
+from report import log, median, p99, table
 from services import postgres_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,7 +227,7 @@ def report(measurements: list[Measurement], version: str, seconds: float) -> str
     ]
     return "\n".join(
         [
-            "## healStaleSessions on 2,000,000 sessions (`tools/bench_heal_sessions.py`)",
+            "## healStaleSessions on 2,000,000 sessions (`benchmarks/bench_heal_sessions.py`)",
             "",
             f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()} ({os.cpu_count()} CPUs), "
             f"PostgreSQL {version} on 127.0.0.1, in {seconds:.0f} s. {SESSIONS:,} sessions in the Prisma "

@@ -9,7 +9,7 @@ for the functions that need a database or queue client a stub handler that
 imports only the shared logger and that client.
 
 Warm latency: each function's handler is called directly, many times, in its own
-subprocess of the Lambda interpreter (tools/bench_health.py) against the real
+subprocess of the Lambda interpreter (benchmarks/bench_health.py) against the real
 PostgreSQL and Redis (20 BullMQ queues populated by the real bullmq under a unique
 prefix, removed afterwards), next to the raw round trips it is compared with;
 the emulator's REPORT Duration of warm invocations is shown beside it.
@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import py_compile
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from lambda_emulator import BUILD_DIR, Emulator, FunctionSpec, lambda_python, load_function, read_env_file
+from report import log, median, p99, table
 from services import postgres_url, redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
-TOOLS = ROOT / "tools"
+HERE = Path(__file__).resolve().parent
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 SCENARIO = ROOT / "tests" / "bullmq" / "scenario.mjs"
 TIMES = "\N{MULTIPLICATION SIGN}"  # x in the tables
@@ -103,22 +102,8 @@ HIGH_PRIORITY = "high-priority"
 # --------------------------------------------------------------------------- helpers
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def p99(values: list[float]) -> float:
-    """Nearest-rank 99th percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
-
-
 def fmt(ms: float) -> str:
     return f"{ms:.3f}" if ms >= 0.01 else f"{ms:.4f}"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def write_section(name: str, body: str) -> None:
@@ -131,10 +116,6 @@ def write_section(name: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.write_text(text)
-
-
-def table(header: list[str], align: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 # --------------------------------------------------------------------------- specs
@@ -290,10 +271,10 @@ def cold_section(samples: dict[str, list[float]], runs: int) -> tuple[str, list[
 
 
 def in_process(spec: FunctionSpec, extra_env: dict[str, str], event_file: Path, invocations: int, raw: str) -> dict:
-    """Run tools/bench_health.py for ``spec`` in the Lambda interpreter with the function's environment."""
+    """Run benchmarks/bench_health.py for ``spec`` in the Lambda interpreter with the function's environment."""
     environment = Emulator(spec, extra_env=extra_env).environment()
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        command = [lambda_python(), "-S", str(TOOLS / "bench_health.py"), "--handler", spec.handler,
+        command = [lambda_python(), "-S", str(HERE / "bench_health.py"), "--handler", spec.handler,
                    "--event", str(event_file), "--invocations", str(invocations), "--warmup", "50",
                    "--raw", raw, "--out", out.name]  # fmt: skip
         result = subprocess.run(
@@ -376,7 +357,7 @@ def warm_section(
             f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()} ({os.cpu_count()} CPUs), "
             f"Python {sys.version.split()[0]}, against PostgreSQL and Redis on 127.0.0.1. **In-process**: the "
             f"built handler called directly, {invocations} times after 50 warm-up calls, in a subprocess of the "
-            "Lambda interpreter per function with the function's layer and environment (`tools/bench_health.py`); "
+            "Lambda interpreter per function with the function's layer and environment (`benchmarks/bench_health.py`); "
             "the raw rows are measured in the same loop, interleaved with the handler calls. **Emulator**: REPORT "
             f"`Duration` of {emulator_invocations} warm invocations per function under the Lambda emulator "
             "(informational: it adds the runtime client's and the emulator's own overhead; compare with `bare`).",

@@ -9,7 +9,7 @@ is also timed client-side.
 
 Targets: all 10,000 requeued in ≤ 1 s, and no single call blocks Redis for more than 50 ms.
 
-    .venv/bin/python tools/bench_heal_jobs.py
+    .venv/bin/python benchmarks/bench_heal_jobs.py
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from bench import TIMES, write_section
 
+from bench import TIMES, write_section
 from bullmq_scenario import run_scenario, unique_prefix
 from parel_monitoring.bullmq import QueueSettings, job_counts
 from parel_monitoring.heal.budget import Budget
@@ -142,7 +142,7 @@ def run() -> str:
         )
     heal_server_worst = heal.worst_ms(heal.server_ms)[1]
     lines = [
-        "## healStuckJobs: 10,000 stuck jobs (`tools/bench_heal_jobs.py`)",
+        "## healStuckJobs: 10,000 stuck jobs (`benchmarks/bench_heal_jobs.py`)",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on a throwaway Redis "
         f"({len(QUEUES)} queues {TIMES} {STUCK_PER_QUEUE} jobs left active by a SIGKILLed bullmq Worker, "
