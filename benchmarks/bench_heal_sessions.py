@@ -33,7 +33,7 @@ import psycopg
 from psycopg import sql
 
 from bench import write_section
-from nextauth_schema import create_prisma_schema
+from nextauth_schema import create_prisma_schema, load_prisma_sessions
 from parel_monitoring.db import Database, DatabaseSettings
 from parel_monitoring.heal.authjs import AuthTablesSettings
 from parel_monitoring.heal.budget import Budget
@@ -54,21 +54,8 @@ TIMES = "\N{MULTIPLICATION SIGN}"
 REFERENCE = 'DELETE FROM "Session" WHERE expires < $cutoff'
 MIGRATION = ROOT / "migrations" / "001_session_expires_index.sql"
 SETTINGS = SessionSettings(AuthTablesSettings("prisma"), batch_size=DEFAULT_BATCH_SIZE)
-# token order -> (how the session tokens are generated from i, whether the throughput target applies)
-ID_ORDERS = {
-    "cuid()": (sql.SQL("'c' || lpad(to_hex(i), 8, '0') || substr(md5(i::text), 1, 16)"), True),
-    "uuid()": (sql.SQL("md5(i::text)::uuid::text"), False),
-}
-# Sessions created in token order over time: the first EXPIRED expired an hour ago or earlier, the rest live.
-LOAD = """
-INSERT INTO "Session" ("sessionToken", "userId", expires, "updatedAt")
-SELECT {id}, 'user-' || (i % 50000),
-       (now() AT TIME ZONE 'UTC') + CASE WHEN i <= {expired}
-           THEN -interval '1 hour' - ({expired} - i) * interval '1 second'
-           ELSE interval '1 hour' + (i - {expired}) * interval '1 second' END,
-       now() AT TIME ZONE 'UTC'
-FROM generate_series(1, {sessions}) AS i
-"""
+# token order (nextauth_schema.TOKEN_ORDERS) -> whether the throughput target applies
+ID_ORDERS = {"cuid()": True, "uuid()": False}
 
 
 @dataclass(frozen=True)
@@ -121,8 +108,7 @@ def load_template(server: Server, id_order: str) -> str:
     started = time.monotonic()
     with psycopg.connect(server.url(name), autocommit=True) as conn:
         create_prisma_schema(conn, foreign_keys=False)
-        ids = ID_ORDERS[id_order][0]
-        conn.execute(sql.SQL(LOAD).format(id=ids, expired=sql.Literal(EXPIRED), sessions=sql.Literal(SESSIONS)))
+        load_prisma_sessions(conn, SESSIONS, EXPIRED, id_order)
         conn.execute('VACUUM ANALYZE "Session"')
     with psycopg.connect(server.admin_url, autocommit=True) as admin:  # no connection (autovacuum's) while copied
         admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
@@ -205,7 +191,7 @@ def row(m: Measurement) -> list[str]:
         f"{deleted:,} deleted, {live:,} live kept: {verdict(all_deleted)}",
         f"{m.heal_s:.2f} s = {heal_rate:,.0f}/s",
         f"{m.reference_s:.2f} s = {reference_rate:,.0f}/s",
-        f"{ratio:.2f} {TIMES} DELETE: {verdict(ratio >= MIN_RATIO, ID_ORDERS[m.id_order][1])}",
+        f"{ratio:.2f} {TIMES} DELETE: {verdict(ratio >= MIN_RATIO, ID_ORDERS[m.id_order])}",
         str(len(m.batch_ms)),
         f"{median(m.batch_ms):.1f} / {p99(m.batch_ms):.1f} / {max(m.batch_ms):.1f}: "
         f"{verdict(max(m.batch_ms) <= MAX_BATCH_MS)}",

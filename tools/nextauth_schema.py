@@ -262,3 +262,29 @@ def create_pg_adapter_schema(conn: psycopg.Connection, schema: str | None = None
 
 def create_drizzle_schema(conn: psycopg.Connection, schema: str | None = None) -> None:
     _create(conn, DRIZZLE_TABLES, schema)
+
+
+# Session tokens generated from a row number ``i`` as the Prisma schema's defaults make them.
+TOKEN_ORDERS = {
+    "cuid()": "'c' || lpad(to_hex(i), 8, '0') || substr(md5(i::text), 1, 16)",  # time-ordered
+    "uuid()": "md5(i::text)::uuid::text",  # random order
+}
+_LOAD_SESSIONS = """
+INSERT INTO "Session" ("sessionToken", "userId", expires, "updatedAt")
+SELECT {token}, 'user-' || (i % 50000),
+       (now() AT TIME ZONE 'UTC') + CASE WHEN i <= {expired}
+           THEN -interval '1 hour' - ({expired} - i) * interval '1 second'
+           ELSE interval '1 hour' + (i - {expired}) * interval '1 second' END,
+       now() AT TIME ZONE 'UTC'
+FROM generate_series(1, {sessions}) AS i
+"""
+
+
+def load_prisma_sessions(conn: psycopg.Connection, sessions: int, expired: int, token_order: str) -> None:
+    """``sessions`` rows in the official Prisma ``"Session"`` table, created in token order over time: the
+    first ``expired`` expired an hour ago or earlier, the rest are live (benchmarks and load tests)."""
+    conn.execute(
+        sql.SQL(_LOAD_SESSIONS).format(
+            token=sql.SQL(TOKEN_ORDERS[token_order]), expired=sql.Literal(expired), sessions=sql.Literal(sessions)
+        )
+    )

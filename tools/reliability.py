@@ -52,7 +52,7 @@ from psycopg import sql
 
 from lambda_emulator import BUILD_DIR, load_function
 from local_api import LocalApi
-from nextauth_schema import create_prisma_schema
+from nextauth_schema import create_prisma_schema, load_prisma_sessions
 from report import log, median, p99, table
 from services import postgres_url, redis_url
 
@@ -492,30 +492,11 @@ def run_load(admin_url: str, redis: str) -> Finding:
 # --------------------------------------------------------------------------- heal on large data under polling
 
 
-LOAD_SESSIONS = """
-INSERT INTO "Session" ("sessionToken", "userId", expires, "updatedAt")
-SELECT {id}, 'user-' || (i % 50000),
-       (now() AT TIME ZONE 'UTC') + CASE WHEN i <= {expired}
-           THEN -interval '1 hour' - ({expired} - i) * interval '1 second'
-           ELSE interval '1 hour' + (i - {expired}) * interval '1 second' END,
-       now() AT TIME ZONE 'UTC'
-FROM generate_series(1, {sessions}) AS i
-"""
-ID_SQL = {
-    "cuid()": "'c' || lpad(to_hex(i), 8, '0') || substr(md5(i::text), 1, 16)",
-    "uuid()": "md5(i::text)::uuid::text",
-}
-
-
 def load_sessions(url: str) -> float:
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
         create_prisma_schema(conn, foreign_keys=False)
-        conn.execute(
-            sql.SQL(LOAD_SESSIONS).format(
-                id=sql.SQL(ID_SQL[HEAL_ID_ORDER]), expired=sql.Literal(EXPIRED), sessions=sql.Literal(SESSIONS)
-            )
-        )
+        load_prisma_sessions(conn, SESSIONS, EXPIRED, HEAL_ID_ORDER)
         conn.execute('VACUUM ANALYZE "Session"')
     return time.monotonic() - started
 
