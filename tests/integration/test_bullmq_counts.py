@@ -21,7 +21,16 @@ import pytest
 import redis
 
 import services
-from bullmq_scenario import REDIS_URL, all_counts, cleanup, node_state, prefix_keys, run_scenario, unique_prefix
+from bullmq_scenario import (
+    REDIS_URL,
+    all_counts,
+    cleanup,
+    node_state,
+    prefix_keys,
+    run_scenario,
+    unique_prefix,
+    wait_locks_expired,
+)
 from parel_monitoring.bullmq import COUNT_TYPES, QueueSettings, job_counts
 from parel_monitoring.settings import ConfigurationError
 
@@ -94,11 +103,7 @@ def test_b_worker_killed_with_jobs_still_active(client, prefix, bullmq_major):
 
     # Once the dead worker's locks have expired the jobs are still "active" for bullmq (until a
     # stalled check moves them); the reading must not change either.
-    lock_keys = [f"{prefix}:crashy:{job_id}:lock" for job_id in crashed["ids"]]
-    deadline = time.monotonic() + 10
-    while client.exists(*lock_keys) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert client.exists(*lock_keys) == 0, "the locks of the killed worker did not expire"
+    wait_locks_expired(client, prefix, "crashy", crashed["ids"])
     assert_same_as_node(client, prefix, "crashy", {"active": 3, "completed": 2}, major=bullmq_major)
 
 

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import boto3
 import psycopg
 import pytest
+import redis
 
-from bullmq_scenario import REDIS_URL, node_counts, run_scenario
+from bullmq_scenario import REDIS_URL, node_counts, run_scenario, wait_locks_expired
 from nextauth_schema import create_prisma_schema
 from parel_monitoring.bullmq import get_redis
 from parel_monitoring.db import Database
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.options import HealOptions
 from parel_monitoring.heal.run import LOCK_KEY, HealInProgress, HealSettings, run_all
+from polling import wait_until
 
 QUEUE = "mail"
 HEAL_VARIABLES = (
@@ -79,7 +80,7 @@ def seed_rot(database_url: str, prefix: str) -> dict:
     crashed = run_scenario(
         "crash-active", prefix, QUEUE, count=2, lock_duration=300, kill="SIGKILL", allowed_returncodes=(-9,)
     )
-    time.sleep(0.5)  # the dead worker's locks expire
+    wait_locks_expired(redis.Redis.from_url(REDIS_URL), prefix, QUEUE, crashed["ids"])
     return crashed
 
 
@@ -273,16 +274,6 @@ def waiting_statements(database_url: str, application_name: str) -> set[tuple[in
     return {(pid, started) for pid, started in rows}
 
 
-def poll(condition, timeout_s: float = 60, every_s: float = 0.02):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"not reached within {timeout_s} s")
-
-
 def test_a_statement_timeout_mid_run_keeps_the_run_lock_until_the_run_ends(configure, database_url, prefix):
     """A table lock makes the sessions batch hit the statement timeout; the orphans routine then waits on the same
     table. While it waits the first run still holds the heal lock: a second run is refused (409 / logged skip)."""
@@ -297,9 +288,13 @@ def test_a_statement_timeout_mid_run_keeps_the_run_lock_until_the_run_ends(confi
             target=lambda: outcome.update(result=heal(first, HealOptions(routines=("sessions", "orphans"))))
         )
         thread.start()
-        (sessions_batch,) = poll(lambda: waiting_statements(database_url, "heal-first"))
+        (sessions_batch,) = wait_until(
+            lambda: waiting_statements(database_url, "heal-first"), "the sessions batch to wait"
+        )
         # The sessions statement was cancelled by the statement timeout; the orphans routine waits now.
-        poll(lambda: waiting_statements(database_url, "heal-first") - {sessions_batch})
+        wait_until(
+            lambda: waiting_statements(database_url, "heal-first") - {sessions_batch}, "the orphans routine to wait"
+        )
         with pytest.raises(HealInProgress):
             heal(second)
         holder.rollback()
@@ -325,7 +320,7 @@ def test_a_run_whose_lock_connection_died_starts_no_further_routine(configure, d
             target=lambda: outcome.update(result=heal(settings, HealOptions(routines=("sessions", "orphans"))))
         )
         thread.start()
-        poll(lambda: waiting_statements(database_url, "heal-lost"))  # the sessions routine is under way
+        wait_until(lambda: waiting_statements(database_url, "heal-lost"), "the sessions routine to wait")
         with psycopg.connect(database_url, autocommit=True) as admin:
             (terminated,) = admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'heal-lost:lock'"

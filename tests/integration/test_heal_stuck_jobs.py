@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 
-from bullmq_scenario import SCENARIO, all_counts, node_state, prefix_keys, run_scenario
+from bullmq_scenario import SCENARIO, all_counts, node_state, prefix_keys, run_scenario, wait_locks_expired
 from parel_monitoring.bullmq import COUNT_TYPES, job_counts
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.jobs import STALLED_REASON, StuckJobSettings, heal_stuck_jobs
@@ -109,14 +109,6 @@ def crash_prioritized(prefix: str, queue: str, priority: int) -> str:
     )
     assert result.returncode == -9, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])["id"]
-
-
-def wait_locks_expired(client: redis.Redis, prefix: str, queue: str, ids: list[str]) -> None:
-    lock_keys = [f"{prefix}:{queue}:{job_id}:lock" for job_id in ids]
-    deadline = time.monotonic() + 10
-    while client.exists(*lock_keys) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert client.exists(*lock_keys) == 0, "the locks of the killed worker did not expire"
 
 
 def work(prefix: str, queue: str, seconds: float = 1.0, **options: Any) -> dict[str, Any]:

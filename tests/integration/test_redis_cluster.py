@@ -25,7 +25,7 @@ import redis
 from redis.cluster import RedisCluster
 
 import services
-from bullmq_scenario import all_counts, run_scenario, unique_prefix
+from bullmq_scenario import all_counts, run_scenario, unique_prefix, wait_locks_expired
 from events_loader import load_event
 from parel_monitoring.bullmq import (
     COUNT_TYPES,
@@ -122,14 +122,6 @@ def assert_counts(client, cluster, prefix: str, queues: dict[str, dict[str, int]
         assert all_counts(node) == {**ZERO, **expected}, f"{queue}: the scenario did not make the requested state"
         assert ours[queue]["isPaused"] is node["isPaused"], queue
         assert ours[queue]["bullmqLayout"] == major and ours[queue]["readable"] is True, queue
-
-
-def wait_locks_expired(inspector: RedisCluster, prefix: str, queue: str, ids: list[str]) -> None:
-    lock_keys = [f"{prefix}:{queue}:{job_id}:lock" for job_id in ids]
-    deadline = time.monotonic() + 10
-    while inspector.exists(*lock_keys) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert inspector.exists(*lock_keys) == 0, "the locks of the killed worker did not expire"
 
 
 # --------------------------------------------------------------------------- the cluster and its routing
