@@ -29,7 +29,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -42,10 +41,11 @@ import redis
 from psycopg import sql
 from pytest_httpserver import HTTPServer
 
-from bullmq_scenario import run_scenario
+from bullmq_scenario import run_scenario, wait_locks_expired
 from events_loader import load_event
 from lambda_emulator import BUILD_DIR, RUNTIME_DIR, Emulator, load_function
 from nextauth_schema import create_prisma_schema
+from polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DB_PASSWORD = "right-Pa55word"  # what the password_protected_postgres fixture's server checks
@@ -74,14 +74,14 @@ def password_redis(password: str):
     )  # fmt: skip
     url = f"redis://default:{password}@127.0.0.1:{port}/0"
     try:
-        deadline = time.monotonic() + 15
-        while True:
+
+        def answers() -> bool:
             try:
-                redis.Redis.from_url(url, socket_timeout=1).ping()
-                break
+                return redis.Redis.from_url(url, socket_timeout=1).ping()
             except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server --requirepass did not start"
-                time.sleep(0.05)
+                return False
+
+        wait_until(answers, "redis-server --requirepass to answer")
         with pytest.raises(redis.AuthenticationError):  # it really checks the password
             redis.Redis.from_url(f"redis://default:not-{password}@127.0.0.1:{port}/0", socket_timeout=1).ping()
         yield url
@@ -261,9 +261,9 @@ def capture(password_protected_postgres):  # one scripted run, read top to botto
         # Queues in the password-protected Redis: history, waiting jobs, and a dead worker's stuck job.
         prefix = f"secrets-{tag}"
         run_scenario("populate", prefix, QUEUE, redis_url=redis_url, completed=30, failed=1, waiting=2)
-        run_scenario("crash-active", prefix, "stuck", redis_url=redis_url, count=1, lock_duration=300,
-                     kill="SIGKILL", allowed_returncodes=(-9,))  # fmt: skip
-        time.sleep(0.5)  # the dead worker's lock expires
+        crashed = run_scenario("crash-active", prefix, "stuck", redis_url=redis_url, count=1, lock_duration=300,
+                               kill="SIGKILL", allowed_returncodes=(-9,))  # fmt: skip
+        wait_locks_expired(redis.Redis.from_url(redis_url), prefix, "stuck", crashed["ids"])
 
         common = {
             "STAGE": "prod",
@@ -424,7 +424,8 @@ def capture(password_protected_postgres):  # one scripted run, read top to botto
         result.responses.append(("in-process scenario", scenario.stdout.strip().splitlines()[-1]))
         result.statuses["in-process scenario"].append(json.loads(result.responses[-1][1])["statusCode"])
 
-        time.sleep(0.5)  # the last envelopes are flushed before each invocation returns; be generous
+        # Every invocation flushes Sentry before it returns, and the sink logs a request before it answers it:
+        # what was sent is in sentry.log now (nothing to wait for).
         for request, _ in sentry.log:
             header, items = parse_envelope(_decoded(request))
             result.sentry_headers.append(header)
