@@ -1,12 +1,11 @@
 """HealFunction through the Lambda emulator: the admin route and the schedule, one code path."""
 
 import json
-import time
 
 import psycopg
 import pytest
 
-from bullmq_scenario import REDIS_URL, node_counts, run_scenario
+from bullmq_scenario import REDIS_URL, node_counts, run_scenario, wait_locks_expired
 from events_loader import load_event
 from nextauth_schema import create_prisma_schema
 from parel_monitoring.heal.run import LOCK_KEY
@@ -64,11 +63,8 @@ def crash_worker(redis_client, prefix, count):
     crashed = run_scenario(
         "crash-active", prefix, QUEUE, count=count, lock_duration=500, kill="SIGKILL", allowed_returncodes=(-9,)
     )["ids"]
-    lock_keys = [f"{prefix}:{QUEUE}:{job_id}:lock" for job_id in crashed]
-    deadline = time.monotonic() + 10
-    while redis_client.exists(*lock_keys) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(crashed) == count and redis_client.exists(*lock_keys) == 0
+    assert len(crashed) == count
+    wait_locks_expired(redis_client, prefix, QUEUE, crashed)
     return crashed
 
 

@@ -5,11 +5,11 @@ import json
 import re
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 from events_loader import load_event
+from polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 # The figures are details: these tests read them with HEALTH_SHOW_DETAILS=always (anonymous callers see the
@@ -82,9 +82,7 @@ def test_sentry_works_inside_the_lambda_runtime(start_function, httpserver):
     app = start_function("HealthAppFunction", SENTRY_DSN=dsn, MEMORY_THRESHOLD_PCT="bad")
     result = app.invoke(load_event("health-app"))
     assert result.payload["statusCode"] == 500
-    deadline = time.monotonic() + 10  # the SDK's transport thread sends in the background
-    while not httpserver.log and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: httpserver.log, "the SDK's transport thread to send the event")  # in the background
     bodies = []
     for request, _ in httpserver.log:
         data = request.get_data()

@@ -8,13 +8,12 @@ does not serve: a function that did not follow the cluster's routing would get `
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
 from redis.cluster import RedisCluster
 
-from bullmq_scenario import all_counts, run_scenario, unique_prefix
+from bullmq_scenario import all_counts, run_scenario, unique_prefix, wait_locks_expired
 from events_loader import load_event
 
 COUNT_TYPES = ("waiting", "active", "completed", "failed", "delayed", "prioritized", "paused", "waiting-children")
@@ -76,11 +75,7 @@ def test_heal_requeues_stuck_jobs_on_the_cluster_and_a_worker_completes_each_onc
         redis_cluster, "crash-active", tag, "mail", count=3, lock_duration=500, kill="SIGKILL",
         allowed_returncodes=(-9,),
     )["ids"]  # fmt: skip
-    lock_keys = [f"{tag}:mail:{job_id}:lock" for job_id in crashed]
-    deadline = time.monotonic() + 10
-    while inspector.exists(*lock_keys) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert inspector.exists(*lock_keys) == 0
+    wait_locks_expired(inspector, tag, "mail", crashed)
     heal = start_function(
         "HealFunction", DATABASE_URL=database_url, REDIS_URL=redis_cluster.url, REDIS_CLUSTER="true",
         QUEUE_NAMES="mail", HIGH_PRIORITY_QUEUE="mail", BULLMQ_PREFIX=tag, STUCK_JOB_THRESHOLD_MS="0",
