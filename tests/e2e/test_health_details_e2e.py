@@ -252,24 +252,27 @@ def last_query_start(database_url: str):
     return rows[0][0]
 
 
+FLOOD_TTL_S = 10  # long enough for ten requests on a loaded 2-core machine
+
+
 def test_a_flood_within_the_ttl_costs_one_check_then_the_next_request_checks_again(start_function, database_url):
     health_db = start_function(
-        "HealthDbFunction", DATABASE_URL=database_url, ADMIN_API_TOKEN=TOKEN, HEALTH_CACHE_TTL_S="2"
+        "HealthDbFunction", DATABASE_URL=database_url, ADMIN_API_TOKEN=TOKEN, HEALTH_CACHE_TTL_S=str(FLOOD_TTL_S)
     )
     first = get(health_db, "health-db", "cache-0", **BEARER)
     started = time.monotonic()
     assert body(first)["cached"] is False and first.payload["headers"]["age"] == "0"
-    assert first.payload["headers"]["cache-control"] == "private, max-age=2"
+    assert first.payload["headers"]["cache-control"] == f"private, max-age={FLOOD_TTL_S}"
     checked_at = last_query_start(database_url)
 
     flood = [get(health_db, "health-db", f"cache-{n}", **(BEARER if n % 2 else {})) for n in range(1, 11)]
-    assert time.monotonic() - started < 2, "the flood outlasted the TTL: the test proves nothing"
+    assert time.monotonic() - started < FLOOD_TTL_S, "the flood outlasted the TTL: the test proves nothing"
     assert last_query_start(database_url) == checked_at, "a request within the TTL ran a check"
     for reply in flood:
-        assert reply.payload["statusCode"] == 200 and int(reply.payload["headers"]["age"]) in (0, 1, 2)
+        assert reply.payload["statusCode"] == 200 and 0 <= int(reply.payload["headers"]["age"]) <= FLOOD_TTL_S
     assert all(body(reply)["cached"] is True for reply in flood[::2])
 
-    time.sleep(max(0.0, 2.1 - (time.monotonic() - started)))
+    time.sleep(max(0.0, FLOOD_TTL_S + 0.1 - (time.monotonic() - started)))
     again = get(health_db, "health-db", "cache-after", **BEARER)
     assert body(again)["cached"] is False and again.payload["headers"]["age"] == "0"
     assert last_query_start(database_url) > checked_at
