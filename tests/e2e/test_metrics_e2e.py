@@ -143,16 +143,39 @@ def test_the_sweep_emits_every_metric_of_the_issue(sweep_and_heal_metrics):
     assert per_queue == {"high-priority", "default"}
 
 
-def test_every_function_is_covered_by_the_errors_and_throttles_alarms():
+def lambda_metric_alarms(metric: str) -> dict[str, set[str]]:
+    """alarm logical id -> the functions whose AWS/Lambda ``metric`` its metric math sums."""
+    alarms = {}
+    for name, resource in TEMPLATE["Resources"].items():
+        queries = (
+            resource.get("Properties", {}).get("Metrics", []) if resource["Type"] == "AWS::CloudWatch::Alarm" else []
+        )
+        stats = [q["MetricStat"]["Metric"] for q in queries if "MetricStat" in q]
+        watched_functions = {
+            stat["Dimensions"][0]["Value"]["Ref"]
+            for stat in stats
+            if stat["Namespace"] == "AWS/Lambda" and stat["MetricName"] == metric
+        }
+        if watched_functions:
+            alarms[name] = watched_functions
+    return alarms
+
+
+@pytest.mark.parametrize("metric", ["Errors", "Throttles"])
+def test_every_function_is_covered_by_the_errors_and_throttles_alarms(metric):
     functions = {name for name, r in TEMPLATE["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
-    for alarm in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
-        stats = [
-            m["MetricStat"]["Metric"]
-            for m in TEMPLATE["Resources"][alarm]["Properties"]["Metrics"]
-            if "MetricStat" in m
-        ]
-        covered = {stat["Dimensions"][0]["Value"]["Ref"] for stat in stats}
-        assert covered == functions, alarm
+    alarms = lambda_metric_alarms(metric)
+    assert {"FunctionErrorsAlarm", "FunctionThrottlesAlarm"} & set(alarms)
+    covered = set().union(*alarms.values())
+    assert covered == functions, f"{metric}: not watched {sorted(functions - covered)}"
+
+
+def test_no_metric_math_alarm_exceeds_cloudwatchs_ten_metrics():
+    """CloudWatch rejects a metric-math alarm with more than 10 metrics (the deploy fails, not the lint)."""
+    for name, resource in TEMPLATE["Resources"].items():
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            queries = resource["Properties"].get("Metrics", [])
+            assert sum("MetricStat" in q for q in queries) <= 10, name
 
 
 def test_every_alarm_notifies_on_alarm_and_on_recovery():

@@ -445,7 +445,7 @@ def service_grant_problems(template: dict[str, Any]) -> list[str]:
 def test_service_principals_act_only_for_this_account():
     assert not service_grant_problems(transformed())
     schedules = [r for r in transformed()["Resources"].values() if r["Type"] == "AWS::Scheduler::Schedule"]
-    assert len(schedules) == 2
+    assert len(schedules) == 3  # the heal, the health sweep, the uptime probes
 
 
 def test_a_schedule_role_sam_generates_is_found():
