@@ -96,7 +96,13 @@ def _queue_problems(result: dict[str, Any]) -> list[str]:
     return problems
 
 
-_PROBLEMS = {"app": _app_problems, "db": _db_problems, "queue": _queue_problems}
+def _uptime_problems(result: dict[str, Any]) -> list[str]:
+    from parel_monitoring.health.uptime import uptime_problems  # here: uptime imports this module
+
+    return uptime_problems(result)
+
+
+_PROBLEMS = {"app": _app_problems, "db": _db_problems, "queue": _queue_problems, "uptime": _uptime_problems}
 
 
 def problem(component: str, result: dict[str, Any]) -> str | None:
@@ -127,7 +133,12 @@ def log_checks(logger: Any, checks: dict[str, dict[str, Any]], **fields: Any) ->
 
 
 def public_check(result: dict[str, Any]) -> dict[str, Any]:
-    """What anyone may read of a check: its status, and the category of an unhealthy one's failure."""
+    """What anyone may read of a check: its status, and the category of an unhealthy one's failure (the
+    uptime route's: also each target's name, status and failure category)."""
+    if "targets" in result:
+        from parel_monitoring.health.uptime import public_uptime  # here: uptime imports this module
+
+        return public_uptime(result)
     view: dict[str, Any] = {"status": result["status"]}
     if result.get("reasonCategory"):
         view["reason"] = result["reasonCategory"]
