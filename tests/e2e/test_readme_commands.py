@@ -26,6 +26,7 @@ INVOCATIONS = {
     "HealthDbFunction": "events/health-db.json",
     "HealthQueueFunction": "events/health-queue.json",
     "HealthFunction": "events/health.json",
+    "HealthUptimeFunction": "events/health-uptime.json",
     "DashboardFunction": "events/dashboard.json",
     "AdminAuthorizerFunction": "events/admin-authorizer.json",
     "AlertsFunction": "events/alerts-api.json",

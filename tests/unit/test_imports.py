@@ -19,6 +19,7 @@ NEEDS: dict[str, set[str]] = {
     "HealthDbFunction": {"psycopg"},
     "HealthQueueFunction": {"redis"},
     "HealthFunction": {"psycopg", "redis"},
+    "HealthUptimeFunction": set(),
     "HealFunction": {"psycopg", "redis"},
     "AdminAuthorizerFunction": set(),
     "AlertsFunction": {"requests", "urllib3", "redis"},
