@@ -419,7 +419,9 @@ class _Probe:
             body = b""
             if self.target.method != "HEAD":
                 while len(body) < MAX_BODY_BYTES:
-                    sock.settimeout(self.remaining())
+                    # Each read is bounded by the timeout set above (http.client has closed ``sock`` itself once
+                    # the response owns the connection), and the body by the probe's own bound between reads.
+                    self.remaining()
                     chunk = response.read1(MAX_BODY_BYTES - len(body))
                     if not chunk:
                         break
@@ -541,3 +543,43 @@ def probe_all(settings: ProbeSettings, until: float | None = None) -> list[dict[
         return results
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------- what ProbeFunction writes
+
+
+def log_probes(logger: Any, results: list[dict[str, Any]]) -> None:
+    """One line per failed probe (ERROR) or slow one (WARNING), with the category and the scrubbed reason (the
+    logger adds the correlation ID); nothing for a probe that is up."""
+    for result in results:
+        extra = {key: result[key] for key in ("name", "url", "status", "httpStatus", "latencyMs", "ttfbMs",
+                                              "certificateDaysLeft", "category", "reason")}  # fmt: skip
+        if not result["ok"]:
+            logger.error("Probe failed", None, extra)
+        elif result["status"] == DEGRADED:
+            logger.warning("Probe slow", {**extra, "latencyWarnMs": result["latencyWarnMs"]})
+
+
+def probe_data(results: list[dict[str, Any]]) -> list[tuple[str, str, float, tuple[tuple[str, str], ...]]]:
+    """The EMF metrics of a probe run (:func:`parel_monitoring.metrics.emit`'s data).
+
+    Per target (dimensions service, Stage, Target): ``ProbeSuccess`` 0/1, ``ProbeLatencyMs``, ``ProbeSlow`` 0/1
+    (latency above its latencyWarnMs) and, for https, ``CertificateDaysLeft``. On service, Stage alone, one value
+    per target per run of ``ProbeSuccess``, ``ProbeSlow`` and ``CertificateDaysLeft``: Average = availability
+    across the targets, Minimum = any target down (or the nearest certificate expiry).
+    """
+    data = []
+    for result in results:
+        target = (("Target", result["name"]),)
+        success, slow = float(result["ok"]), float(result["latencyMs"] > result["latencyWarnMs"])
+        data += [
+            ("ProbeSuccess", "Count", success, target),
+            ("ProbeLatencyMs", "Milliseconds", float(result["latencyMs"]), target),
+            ("ProbeSlow", "Count", slow, target),
+            ("ProbeSuccess", "Count", success, ()),
+            ("ProbeSlow", "Count", slow, ()),
+        ]
+        if result["certificateDaysLeft"] is not None:
+            days = float(result["certificateDaysLeft"])
+            data += [("CertificateDaysLeft", "None", days, target), ("CertificateDaysLeft", "None", days, ())]
+    return data
