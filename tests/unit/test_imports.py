@@ -25,6 +25,7 @@ NEEDS: dict[str, set[str]] = {
     "AlertsFunction": {"requests", "urllib3", "redis"},
     "DashboardFunction": set(),
     "MonitorFunction": {"psycopg", "redis"},
+    "ProbeFunction": set(),  # the standard library's socket, ssl and http.client only
 }
 
 
