@@ -12,6 +12,7 @@ failure, never a skip, and selenium never downloads a browser or driver.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from probe_servers import Sites
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.options import Options
@@ -40,6 +42,7 @@ HP = "high-priority"
 TOKEN = "browser-admin-token-4e8a2c6b0d"
 TOKEN_KEY = "parel-monitor-admin-token"
 GREEN, RED = "rgb(26, 127, 55)", "rgb(207, 34, 46)"  # the page's --healthy / --unhealthy
+YELLOW = "rgb(212, 167, 44)"  # --degraded
 CHROMIUM_FLAGS = (
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1100",
@@ -57,7 +60,14 @@ const cards = Object.fromEntries([...document.querySelectorAll("[data-component]
     lastOk: Number(card.dataset.lastOk || 0), problem: card.querySelector(".problem").textContent,
     details: card.dataset.details || "", notice: card.querySelector(".notice").textContent,
     age: card.querySelector("[data-role=age]").textContent,
-    fields: Object.fromEntries([...card.querySelectorAll("[data-field]")].map((d) => [d.dataset.field, d.textContent])),
+    fields: Object.fromEntries([...card.querySelectorAll(":scope > dl [data-field]")].map(
+      (d) => [d.dataset.field, d.textContent])),
+    targets: [...card.querySelectorAll("[data-target]")].map((t) => ({
+      name: t.dataset.target, status: t.dataset.status, badge: t.querySelector(".badge").textContent,
+      colour: getComputedStyle(t.querySelector(".badge")).backgroundColor,
+      problem: t.querySelector(".problem").textContent,
+      fields: Object.fromEntries([...t.querySelectorAll("[data-field]")].map(
+        (d) => [d.dataset.field, d.textContent]))})),
     queues: rows(card)}];
 }));
 const note = document.getElementById("access-note");
@@ -247,6 +257,66 @@ def test_dashboard_shows_live_health_and_a_dead_redis(built, chromium, redis_ser
         # Self-contained: every request the page made went to the API's own origin, only to the health routes.
         requested = chromium.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")
         assert requested and all(name.startswith(f"{api.url}/") for name in requested), requested
-        assert {urlsplit(name).path for name in requested} == {f"/api/health/{name}" for name in ("app", "db", "queue")}
+        assert {urlsplit(name).path for name in requested} == {
+        f"/api/health/{name}" for name in ("app", "db", "queue", "uptime")}  # fmt: skip
+        console = [entry["message"] for entry in chromium.get_log("browser")]
+        assert not [line for line in console if "Content Security Policy" in line or "Uncaught" in line], console
+
+
+def test_uptime_cards_per_probe_target_statuses_for_anyone_figures_for_the_token(built, chromium, database_url):
+    """A card per probe target (GET /api/health/uptime): state colours for anyone; latency, TTFB, HTTP status
+    and certificate days only with the admin token; the targets are real local HTTP and HTTPS servers."""
+    with Sites() as sites:
+        probe_targets = [
+            {"name": "home", "url": f"{sites.http.base}/ok"},
+            {"name": "api", "url": f"{sites.http.base}/unhealthy"},
+            {"name": "slow", "url": f"{sites.http.base}/slow/600", "latencyWarnMs": 100},
+            {"name": "secure", "url": f"{sites.https[10].base}/ok"},
+        ]
+        env = {"DATABASE_URL": database_url, "REDIS_URL": "redis://127.0.0.1:6379/0", "QUEUE_NAMES": HP,
+               "BULLMQ_PREFIX": unique_prefix("dash-uptime"), "HIGH_PRIORITY_QUEUE": HP, "ADMIN_API_TOKEN": TOKEN,
+               "PROBE_TARGETS": json.dumps(probe_targets), "PROBE_CA_BUNDLE": sites.ca_pem}  # fmt: skip
+        with LocalApi(build_dir=built, extra_env=env) as api:
+            chromium.get(f"{api.url}/admin/monitor?interval=2&timeout=5")
+
+            def four_targets(s: dict[str, Any]) -> bool:
+                return len(s["cards"]["uptime"]["targets"]) == 4
+
+            anonymous = wait_for(chromium, four_targets, "four uptime target cards", 30)
+            uptime = anonymous["cards"]["uptime"]
+            assert uptime["status"] == "unhealthy" and uptime["colour"] == RED and anonymous["overall"] == "unhealthy"
+            states = {t["name"]: (t["badge"], t["colour"]) for t in uptime["targets"]}
+            assert states == {"home": ("up", GREEN), "api": ("down", RED), "slow": ("degraded", YELLOW),
+                              "secure": ("up", GREEN)}  # fmt: skip
+            by_name = {t["name"]: t for t in uptime["targets"]}
+            assert by_name["api"]["problem"] == "Failure: status"
+            assert all(t["fields"] == {} for t in uptime["targets"]) and uptime["details"] == "false"
+            page_text = chromium.find_element(By.TAG_NAME, "body").text
+            assert "127.0.0.1" not in page_text and " ms" not in page_text and "days left" not in page_text
+            screenshot(chromium, "dashboard-uptime-anonymous.png")
+
+            enter_token(chromium, TOKEN)
+            detailed = wait_for(
+                chromium,
+                lambda s: four_targets(s) and all(t["fields"] for t in s["cards"]["uptime"]["targets"]),
+                "the uptime figures with the token",
+                30,
+            )
+            by_name = {t["name"]: t for t in detailed["cards"]["uptime"]["targets"]}
+            assert (
+                by_name["home"]["fields"]["latency"].endswith(" ms")
+                and by_name["home"]["fields"]["http-status"] == "200"
+            )
+            assert (
+                by_name["home"]["fields"]["url"] == f"{sites.http.base}/ok"
+                and "certificate-days" not in by_name["home"]["fields"]
+            )
+            assert by_name["secure"]["fields"]["certificate-days"] in ("9 days left", "10 days left")
+            assert by_name["api"]["fields"]["http-status"] == "503" and by_name["api"]["problem"].startswith(
+                "Failure: status: "
+            )
+            assert int(by_name["slow"]["fields"]["latency"].removesuffix(" ms")) >= 600
+            assert detailed["cards"]["uptime"]["fields"]["targets"] == "4 (2 up, 1 degraded, 1 down)"
+            screenshot(chromium, "dashboard-uptime-details.png")
         console = [entry["message"] for entry in chromium.get_log("browser")]
         assert not [line for line in console if "Content Security Policy" in line or "Uncaught" in line], console
