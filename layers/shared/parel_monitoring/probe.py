@@ -139,13 +139,13 @@ def parse_target(raw: Any, index: int) -> ProbeTarget:
     where = f"target {index}"
     if not isinstance(raw, dict):
         raise ConfigurationError("PROBE_TARGETS", f"{where}: must be an object")
-    unknown = sorted(set(raw) - _FIELDS)
-    if unknown:
-        raise ConfigurationError("PROBE_TARGETS", f"{where}: unknown field {unknown[0]}")
     name = raw.get("name")
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ConfigurationError("PROBE_TARGETS", f"{where}: name must match [A-Za-z0-9_.-]{{1,64}}")
     where = f"target {index} ({name})"
+    unknown = sorted(set(raw) - _FIELDS)
+    if unknown:
+        raise ConfigurationError("PROBE_TARGETS", f"{where}: unknown field {unknown[0]}")
     url = raw.get("url")
     try:
         if not isinstance(url, str):
@@ -183,8 +183,9 @@ def parse_target(raw: Any, index: int) -> ProbeTarget:
         for k, v in headers.items()
     ):  # fmt: skip
         raise ConfigurationError("PROBE_TARGETS", f"{where}: headers must be an object of header names to strings")
-    for value in headers.values():
-        register_secret(value)  # an Authorization or API key header: never in a log line
+    for value in headers.values():  # an Authorization or API key header: never in a log line
+        register_secret(value)
+        register_secret(value.split()[-1] if value.split() else None)  # the token of "Bearer <token>" too
     follow = raw.get("followRedirects", False)
     if not isinstance(follow, bool):
         raise ConfigurationError("PROBE_TARGETS", f"{where}: followRedirects must be true or false")
