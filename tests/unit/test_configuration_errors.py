@@ -21,6 +21,7 @@ EVENTS = {
     "health_app": ["health-app"], "health_db": ["health-db"], "health_queue": ["health-queue"],
     "health": ["health"], "dashboard": ["dashboard"], "admin_authorizer": ["admin-authorizer"],
     "alerts": ["alerts-api", "sns-alert"], "heal": ["heal-api", "heal-schedule"], "monitor": ["monitor-schedule"],
+    "probe": ["probe-schedule"],
 }  # fmt: skip
 MALFORMED = "\u2603 malformed"
 # Free text where any value is a value (names, labels, tokens): not rejected, and never a crash.

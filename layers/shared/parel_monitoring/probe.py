@@ -553,8 +553,9 @@ def log_probes(logger: Any, results: list[dict[str, Any]]) -> None:
     """One line per failed probe (ERROR) or slow one (WARNING), with the category and the scrubbed reason (the
     logger adds the correlation ID); nothing for a probe that is up."""
     for result in results:
-        extra = {key: result[key] for key in ("name", "url", "status", "httpStatus", "latencyMs", "ttfbMs",
-                                              "certificateDaysLeft", "category", "reason")}  # fmt: skip
+        extra = {"target": result["name"]}  # "name" is a LogRecord attribute
+        extra.update((key, result[key]) for key in ("url", "status", "httpStatus", "latencyMs", "ttfbMs",
+                                                     "certificateDaysLeft", "category", "reason"))  # fmt: skip
         if not result["ok"]:
             logger.error("Probe failed", None, extra)
         elif result["status"] == DEGRADED:
