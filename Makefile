@@ -29,7 +29,7 @@ help:
 	@echo "make invoke FN=... EVENT=...      one function through the Lambda emulator (like sam local invoke)"
 	@echo "make api [PORT=3000]              the HttpApi routes on 127.0.0.1 (like sam local start-api, no Docker)"
 	@echo "make smoke URL=... [TOKEN=...]    check a deployed stack or make api: health, auth, test alert, heal dry run"
-	@echo "make bench                        benchmarks (cold init, warm latency, heal, alerts, flood) into BENCHMARKS.md"
+	@echo "make bench                        benchmarks (cold init, warm latency, heal, alerts, flood, probes) into BENCHMARKS.md"
 	@echo "make reliability                  faults, hostile input, injection, secrets, load into RELIABILITY.md"
 	@echo "make build-deploy / make deploy   arm64 build (bytecode precompiled) / sam deploy --guided"
 
@@ -142,6 +142,7 @@ bench: venv runtime node-deps build
 	$(BENCH) benchmarks/bench_heal_sessions.py
 	$(BENCH) benchmarks/bench_alerts.py
 	$(BENCH) benchmarks/bench_flood.py
+	$(BENCH) benchmarks/bench_probe.py
 
 reliability: venv runtime checkov node-deps build
 	$(BENCH) tools/reliability.py

@@ -21,6 +21,7 @@ library (jsonpath-ng brings ply and a grammar to every cold start for three oper
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import time
@@ -506,12 +507,20 @@ def probe_one(target: ProbeTarget, context: Any, until: float) -> dict[str, Any]
 
 
 def ssl_context(settings: ProbeSettings) -> Any:
-    """The verifying TLS context of the probes: the default trust roots plus PROBE_CA_BUNDLE's."""
+    """The verifying TLS context of the probes: the default trust roots plus PROBE_CA_BUNDLE's; None when no
+    target can reach https. Built once per execution environment (loading the system's roots takes tens of ms)."""
+    if not any(target.url.lower().startswith("https:") or target.follow_redirects for target in settings.targets):
+        return None  # (a redirect may lead to https)
+    return _verifying_context(settings.ca_bundle)
+
+
+@functools.cache
+def _verifying_context(ca_bundle: str | None) -> Any:
     import ssl
 
     context = ssl.create_default_context()
-    if settings.ca_bundle:
-        context.load_verify_locations(cadata=settings.ca_bundle)
+    if ca_bundle:
+        context.load_verify_locations(cadata=ca_bundle)
     return context
 
 
