@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHECKOV = ROOT / ".cache" / "checkov-venv" / "bin" / "checkov"
 TIMEOUT_S = 300
 
-NON_VPC_FUNCTIONS = ("HealthAppFunction", "DashboardFunction", "AdminAuthorizerFunction", "AlertsFunction")
+NON_VPC_FUNCTIONS = ("HealthAppFunction", "DashboardFunction", "AdminAuthorizerFunction", "AlertsFunction",
+                     "ProbeFunction", "HealthUptimeFunction", "AdminUptimeFunction")  # fmt: skip
 
 # check id -> how this repository fixed it: checkov reported it before (issue 11) and must now pass
 # everywhere it applies. (The other least-privilege fixes of issue 11 were no checkov findings: the
@@ -51,8 +52,9 @@ ACCEPTED: dict[str, tuple[tuple[str, ...] | None, str]] = {
         NON_VPC_FUNCTIONS,
         "These functions reach nothing private: the app check, the static monitoring page and the authorizer touch "
         "no network resource, and AlertsFunction calls the Slack and Discord webhooks on the internet (in a VPC it "
-        "would need a NAT gateway). The five functions that reach PostgreSQL or Redis join the VPC when "
-        "SubnetIds are given.",
+        "would need a NAT gateway); the uptime probes (ProbeFunction, GET /api/health/uptime) call the app's "
+        "public URLs like a visitor, and GET /api/admin/uptime calls the CloudWatch API. The five functions that "
+        "reach PostgreSQL or Redis join the VPC when SubnetIds are given.",
     ),
     "CKV_AWS_158": (
         None,

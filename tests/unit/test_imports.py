@@ -22,6 +22,7 @@ NEEDS: dict[str, set[str]] = {
     "HealthUptimeFunction": set(),
     "HealFunction": {"psycopg", "redis"},
     "AdminAuthorizerFunction": set(),
+    "AdminUptimeFunction": set(),  # boto3 at the first request only (an admin-only route)
     "AlertsFunction": {"requests", "urllib3", "redis"},
     "DashboardFunction": set(),
     "MonitorFunction": {"psycopg", "redis"},
