@@ -1,4 +1,5 @@
-"""The sweep's and the heal run's EMF metrics, checked against what template.yaml's alarms watch."""
+"""The sweep's, the heal run's and the uptime probes' EMF metrics, checked against what template.yaml's alarms
+(plain and metric-math) and dashboard watch."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from probe_servers import Sites
 from samcli.yamlhelper import yaml_parse
 
 from bullmq_scenario import REDIS_URL, cleanup, run_scenario, unique_prefix
@@ -67,15 +69,34 @@ def resolve(value):
     return value
 
 
-def watched() -> dict[str, tuple[str, str, frozenset]]:
-    """alarm logical id -> (namespace, metric, dimensions) for the alarms on our own namespace."""
+def watched(template: dict = TEMPLATE) -> dict[str, tuple[str, str, frozenset]]:
+    """alarm logical id (``Alarm/query id`` for a metric-math alarm's metrics) -> (namespace, metric, dimensions)
+    for everything the alarms watch on our own namespace."""
     alarms = {}
-    for name, resource in TEMPLATE["Resources"].items():
+    for name, resource in template["Resources"].items():
         props = resource.get("Properties", {})
-        if resource["Type"] == "AWS::CloudWatch::Alarm" and props.get("Namespace") == NAMESPACE:
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        if props.get("Namespace") == NAMESPACE:
             dims = frozenset((d["Name"], resolve(d["Value"])) for d in props["Dimensions"])
             alarms[name] = (NAMESPACE, props["MetricName"], dims)
+        for query in props.get("Metrics", []):
+            metric = query.get("MetricStat", {}).get("Metric", {})
+            if metric.get("Namespace") == NAMESPACE:
+                dims = frozenset((d["Name"], resolve(d["Value"])) for d in metric.get("Dimensions", []))
+                alarms[f"{name}/{query['Id']}"] = (NAMESPACE, metric["MetricName"], dims)
     return alarms
+
+
+def probe_targets(sites: Sites) -> list[dict]:
+    """Up, down (503), slow (above its latencyWarnMs) and https (a private CA's leaf): every metric the probes
+    put, with both values of the 0/1 ones."""
+    return [
+        {"name": "up", "url": f"{sites.http.base}/ok"},
+        {"name": "down", "url": f"{sites.http.base}/unhealthy"},
+        {"name": "slow", "url": f"{sites.http.base}/slow/300", "latencyWarnMs": 100},
+        {"name": "tls", "url": f"{sites.https[90].base}/ok", "jsonPath": "$.status", "equals": "healthy"},
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -103,13 +124,20 @@ def sweep_and_heal_metrics(built, tmp_path_factory):
         "STAGE": STAGE,
     }
     lines: list[str] = []
+    sites = Sites()
+    probe_env = {"PROBE_TARGETS": json.dumps(probe_targets(sites)), "PROBE_CA_BUNDLE": sites.ca_pem, "STAGE": STAGE}
     try:
-        for function, event in (("MonitorFunction", "heal-schedule"), ("HealFunction", "heal-schedule")):
-            with Emulator(load_function(function, built), extra_env=env) as emulator:
+        for function, event, extra in (
+            ("MonitorFunction", "heal-schedule", env),
+            ("HealFunction", "heal-schedule", env),
+            ("ProbeFunction", "heal-schedule", probe_env),
+        ):
+            with Emulator(load_function(function, built), extra_env=extra) as emulator:
                 result = emulator.invoke(load_event(event))
                 assert "errorType" not in (result.payload or {}), result.payload
                 lines += result.logs
     finally:
+        sites.close()
         cleanup(prefix)
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
@@ -125,7 +153,7 @@ def test_every_emf_document_is_valid(sweep_and_heal_metrics):
 def test_every_alarm_watches_a_metric_the_code_emits(sweep_and_heal_metrics):
     found = emitted(sweep_and_heal_metrics)
     alarms = watched()
-    assert len(alarms) >= 12
+    assert len(alarms) >= 20  # the health and heal alarms, the probes' four and the burn-rate windows' four
     missing = {name: metric for name, metric in alarms.items() if metric not in found}
     assert not missing, f"alarms watch metrics nobody emits (name, dimensions): {missing}"
 
@@ -161,6 +189,46 @@ def lambda_metric_alarms(metric: str) -> dict[str, set[str]]:
     return alarms
 
 
+def test_the_probes_emit_per_target_and_aggregate_metrics(sweep_and_heal_metrics):
+    found = emitted(sweep_and_heal_metrics)
+    aggregate = frozenset({("service", "parel-monitoring"), ("Stage", STAGE)})
+    per_target = {
+        (metric, dict(dims)["Target"])
+        for _, metric, dims in found
+        if dict(dims).keys() == {"service", "Stage", "Target"}
+    }
+    assert {("ProbeSuccess", name) for name in ("up", "down", "slow", "tls")} <= per_target
+    assert {("ProbeLatencyMs", "slow"), ("ProbeSlow", "slow"), ("CertificateDaysLeft", "tls")} <= per_target
+    assert ("CertificateDaysLeft", "up") not in per_target, "a plain http target has no certificate"
+    for metric in ("ProbeSuccess", "ProbeSlow", "CertificateDaysLeft"):
+        assert (NAMESPACE, metric, aggregate) in found, metric
+    values: dict[tuple[str | None, str], list[float]] = {}
+    for document in sweep_and_heal_metrics:
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for name in (m["Name"] for m in directive["Metrics"] if m["Name"] in ("ProbeSuccess", "ProbeSlow")):
+                value = document[name]
+                values.setdefault((document.get("Target"), name), []).extend(
+                    value if isinstance(value, list) else [value]
+                )
+    assert values[("up", "ProbeSuccess")] == [1] and values[("down", "ProbeSuccess")] == [0]
+    assert values[("slow", "ProbeSlow")] == [1] and values[("up", "ProbeSlow")] == [0]
+    # the aggregate: one value per target per run (Average = availability, Minimum = any target down)
+    assert sorted(values[(None, "ProbeSuccess")]) == [0, 1, 1, 1]
+
+
+def test_an_alarm_on_a_metric_nobody_emits_is_found(sweep_and_heal_metrics):
+    """The check reads metric-math alarms too: a burn-rate window on a misspelt metric is caught."""
+    import copy
+
+    broken = copy.deepcopy(TEMPLATE)
+    query = broken["Resources"]["SloFastBurnShortWindowAlarm"]["Properties"]["Metrics"][1]
+    query["MetricStat"]["Metric"]["MetricName"] = "ProbeSucess"
+    found = emitted(sweep_and_heal_metrics)
+    assert [name for name, metric in watched(broken).items() if metric not in found] == [
+        "SloFastBurnShortWindowAlarm/availability"
+    ]
+
+
 @pytest.mark.parametrize("metric", ["Errors", "Throttles"])
 def test_every_function_is_covered_by_the_errors_and_throttles_alarms(metric):
     functions = {name for name, r in TEMPLATE["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
@@ -178,8 +246,42 @@ def test_no_metric_math_alarm_exceeds_cloudwatchs_ten_metrics():
             assert sum("MetricStat" in q for q in queries) <= 10, name
 
 
-def test_every_alarm_notifies_on_alarm_and_on_recovery():
+def composite_members() -> dict[str, set[str]]:
+    """composite alarm logical id -> the alarms its rule reads (``ALARM("${Logical}")`` in an !Sub)."""
+    import re
+
+    members = {}
     for name, resource in TEMPLATE["Resources"].items():
-        if resource["Type"] == "AWS::CloudWatch::Alarm":
-            props = resource["Properties"]
+        if resource["Type"] == "AWS::CloudWatch::CompositeAlarm":
+            rule = resource["Properties"]["AlarmRule"]["Fn::Sub"]
+            members[name] = set(re.findall(r'ALARM\("\$\{(\w+)\}"\)', rule))
+    return members
+
+
+def test_every_alarm_notifies_on_alarm_and_on_recovery():
+    """Every alarm notifies the topic, except a burn-rate window: it notifies through its composite alone (one
+    message per incident, not one per window)."""
+    in_composite = set().union(*composite_members().values())
+    for name, resource in TEMPLATE["Resources"].items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::CloudWatch::CompositeAlarm" or (
+            resource["Type"] == "AWS::CloudWatch::Alarm" and name not in in_composite
+        ):
             assert props["AlarmActions"] == [{"Ref": "AlertTopic"}] == props["OKActions"], name
+        elif resource["Type"] == "AWS::CloudWatch::Alarm":
+            assert "AlarmActions" not in props and "OKActions" not in props, name
+
+
+def test_each_burn_rate_composite_joins_a_long_and_a_short_window_of_one_rate():
+    members = composite_members()
+    assert set(members) == {"SloFastBurnAlarm", "SloSlowBurnAlarm"}
+    resources = TEMPLATE["Resources"]
+    for composite, alarms in members.items():
+        assert resources[composite]["Condition"] == "HasProbeTargets"
+        rule = resources[composite]["Properties"]["AlarmRule"]["Fn::Sub"]
+        assert " AND " in rule and " OR " not in rule, composite
+        periods = sorted(resources[a]["Properties"]["Metrics"][1]["MetricStat"]["Period"] for a in alarms)
+        thresholds = {resources[a]["Properties"]["Threshold"] for a in alarms}
+        assert len(periods) == 2 and periods[1] == 12 * periods[0] and len(thresholds) == 1, composite
+        assert all(resources[a]["Condition"] == "HasProbeTargets" for a in alarms)
+    assert resources["SloFastBurnAlarm"]["Properties"]["AlarmName"]["Fn::Sub"].endswith("-critical")
