@@ -216,6 +216,59 @@ def test_the_probes_emit_per_target_and_aggregate_metrics(sweep_and_heal_metrics
     assert sorted(values[(None, "ProbeSuccess")]) == [0, 1, 1, 1]
 
 
+def dashboard_metrics(template: dict = TEMPLATE) -> list[tuple[str, frozenset | frozenset[str]]]:
+    """What the dashboard's widgets read on our namespace: (metric, dimensions) for a metric it names, and
+    (metric, the dimension names) for a SEARCH (it matches exactly that dimension set, any values)."""
+    import re
+
+    body = template["Resources"]["MonitoringDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    body = re.sub(r"\$\{(\w+(?:::\w+)?)\}", lambda m: STAGE if m.group(1) == "Stage" else "x", body)
+    read = []
+    for widget in json.loads(body)["widgets"]:
+        for row in widget["properties"].get("metrics", []):
+            if row and row[0] == NAMESPACE:
+                names = [item for item in row[2:] if isinstance(item, str)]
+                read.append((row[1], frozenset(zip(names[::2], names[1::2], strict=True))))
+            for item in row:
+                search = re.search(
+                    r"SEARCH\('\{(\w+),([\w,]+)\} MetricName=\"(\w+)\"",
+                    str(item.get("expression", "")) if isinstance(item, dict) else "",
+                )
+                if search and search.group(1) == NAMESPACE:
+                    read.append((search.group(3), frozenset(search.group(2).split(","))))
+    return read
+
+
+def dashboard_problems(template: dict, documents: list[dict]) -> list[tuple[str, frozenset]]:
+    """The dashboard's metrics and SEARCH dimension sets that no EMF document carries."""
+    found = emitted(documents)
+    names_found = {(metric, frozenset(name for name, _ in dims)) for _, metric, dims in found}
+    return [
+        (metric, dims)
+        for metric, dims in dashboard_metrics(template)
+        if (NAMESPACE, metric, dims) not in found and (metric, dims) not in names_found
+    ]
+
+
+def test_the_dashboard_reads_metrics_the_code_emits(sweep_and_heal_metrics):
+    assert {"ProbeSuccess", "ProbeLatencyMs", "CertificateDaysLeft"} <= {metric for metric, _ in dashboard_metrics()}
+    problems = dashboard_problems(TEMPLATE, sweep_and_heal_metrics)
+    assert not problems, f"dashboard widgets read metrics nobody emits: {problems}"
+
+
+def test_a_dashboard_search_on_a_dimension_set_nobody_emits_is_found(sweep_and_heal_metrics):
+    import copy
+
+    broken = copy.deepcopy(TEMPLATE)
+    dashboard = broken["Resources"]["MonitoringDashboard"]["Properties"]["DashboardBody"]
+    dashboard["Fn::Sub"] = dashboard["Fn::Sub"].replace(
+        'MetricName=\\"CertificateDaysLeft\\"', 'MetricName=\\"CertificateDaysLef\\"'
+    )
+    assert dashboard_problems(broken, sweep_and_heal_metrics) == [
+        ("CertificateDaysLef", frozenset({"service", "Stage", "Target"}))
+    ]
+
+
 def test_an_alarm_on_a_metric_nobody_emits_is_found(sweep_and_heal_metrics):
     """The check reads metric-math alarms too: a burn-rate window on a misspelt metric is caught."""
     import copy
