@@ -32,6 +32,7 @@ INVOCATIONS = {
     "AlertsFunction": "events/alerts-api.json",
     "HealFunction": "events/heal-api.json",
     "MonitorFunction": "events/monitor-schedule.json",
+    "ProbeFunction": "events/probe-schedule.json",
 }
 MAKE_TIMEOUT_S = 900  # the first command creates the venv and builds everything
 
@@ -104,6 +105,8 @@ def test_make_invoke_runs_every_function_from_a_fresh_clone(fresh_clone, local_e
             assert response["isAuthorized"] is True, response
         elif function == "MonitorFunction":
             assert set(response) >= {"status", "app", "db", "queue"}, response
+        elif function == "ProbeFunction":
+            assert set(response) >= {"targets", "up", "down", "slow"}, response
         else:
             assert response["statusCode"] == 200, f"{function}: {response}"
         if function == "HealFunction":
