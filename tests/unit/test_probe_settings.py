@@ -183,6 +183,8 @@ def test_certificate_not_after_reads_the_der(days):
 
 def test_public_url_drops_credentials():
     assert public_url("https://user:pa55word-x@app.example.com:8443/p?q=1#f") == "https://app.example.com:8443/p?q=1"
+    assert public_url("https://app.example.com/h?token=abc123&page=2&api_key=k") == (
+        "https://app.example.com/h?token=[redacted]&page=2&api_key=[redacted]")  # fmt: skip
 
 
 def test_probe_data_per_target_and_aggregate():

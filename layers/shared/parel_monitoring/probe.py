@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from parel_monitoring.scrub import register_secret, safe_reason, scrub_text
+from parel_monitoring.scrub import REDACTED, is_secret_key, register_secret, safe_reason, scrub_text
 from parel_monitoring.settings import ConfigurationError, env_str, http_url
 
 UP, DOWN, DEGRADED = "up", "down", "degraded"
@@ -259,10 +259,17 @@ class ProbeSettings:
 
 
 def public_url(url: str) -> str:
-    """``url`` without its credentials (user:password@) and with any secret in it redacted."""
+    """``url`` without its credentials (user:password@), the values of secret-looking query parameters
+    (``?token=...``, ``api_key``, ...) and any registered secret."""
+    from urllib.parse import parse_qsl, urlencode
+
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[-1]
-    return scrub_text(urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")))
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(key, REDACTED if is_secret_key(key) else value) for key, value in pairs], safe="[]")
+    return scrub_text(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
 
 
 class ProbeFailure(Exception):
