@@ -72,6 +72,7 @@ const cards = Object.fromEntries([...document.querySelectorAll("[data-component]
 }));
 const note = document.getElementById("access-note");
 return {cards, overall: document.getElementById("overall").textContent,
+        availabilityNote: document.querySelector("[data-role=availability]").textContent,
         lastRefresh: document.getElementById("last-refresh").textContent,
         mode: document.getElementById("access-mode").dataset.mode, note: note.textContent,
         noteWarns: note.classList.contains("warn"), stored: sessionStorage.getItem("parel-monitor-admin-token"),
@@ -263,9 +264,13 @@ def test_dashboard_shows_live_health_and_a_dead_redis(built, chromium, redis_ser
         assert not [line for line in console if "Content Security Policy" in line or "Uncaught" in line], console
 
 
-def test_uptime_cards_per_probe_target_statuses_for_anyone_figures_for_the_token(built, chromium, database_url):
+def test_uptime_cards_per_probe_target_statuses_for_anyone_figures_for_the_token(
+    built, chromium, database_url, closed_port
+):
     """A card per probe target (GET /api/health/uptime): state colours for anyone; latency, TTFB, HTTP status
-    and certificate days only with the admin token; the targets are real local HTTP and HTTPS servers."""
+    and certificate days only with the admin token; the targets are real local HTTP and HTTPS servers. With the
+    token the page also asks GET /api/admin/uptime for the availability; CloudWatch is unreachable here (an
+    endpoint where nothing listens), which the card notes without changing any status."""
     with Sites() as sites:
         probe_targets = [
             {"name": "home", "url": f"{sites.http.base}/ok"},
@@ -275,7 +280,9 @@ def test_uptime_cards_per_probe_target_statuses_for_anyone_figures_for_the_token
         ]
         env = {"DATABASE_URL": database_url, "REDIS_URL": "redis://127.0.0.1:6379/0", "QUEUE_NAMES": HP,
                "BULLMQ_PREFIX": unique_prefix("dash-uptime"), "HIGH_PRIORITY_QUEUE": HP, "ADMIN_API_TOKEN": TOKEN,
-               "PROBE_TARGETS": json.dumps(probe_targets), "PROBE_CA_BUNDLE": sites.ca_pem}  # fmt: skip
+               "PROBE_TARGETS": json.dumps(probe_targets), "PROBE_CA_BUNDLE": sites.ca_pem,
+               "AWS_ENDPOINT_URL_CLOUDWATCH": f"http://127.0.0.1:{closed_port}", "AWS_MAX_ATTEMPTS": "1",
+               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # fmt: skip
         with LocalApi(build_dir=built, extra_env=env) as api:
             chromium.get(f"{api.url}/admin/monitor?interval=2&timeout=5")
 
@@ -293,6 +300,8 @@ def test_uptime_cards_per_probe_target_statuses_for_anyone_figures_for_the_token
             assert all(t["fields"] == {} for t in uptime["targets"]) and uptime["details"] == "false"
             page_text = chromium.find_element(By.TAG_NAME, "body").text
             assert "127.0.0.1" not in page_text and " ms" not in page_text and "days left" not in page_text
+            requested = chromium.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")
+            assert not [name for name in requested if "/api/admin/" in name], "an admin route without the token"
             screenshot(chromium, "dashboard-uptime-anonymous.png")
 
             enter_token(chromium, TOKEN)
@@ -317,6 +326,15 @@ def test_uptime_cards_per_probe_target_statuses_for_anyone_figures_for_the_token
             )
             assert int(by_name["slow"]["fields"]["latency"].removesuffix(" ms")) >= 600
             assert detailed["cards"]["uptime"]["fields"]["targets"] == "4 (2 up, 1 degraded, 1 down)"
+            noted = wait_for(
+                chromium,
+                lambda s: s["availabilityNote"].startswith("Availability unavailable: HTTP 502: cloudwatch"),
+                "the availability note (CloudWatch unreachable)",
+                30,
+            )
+            assert "(EndpointConnectionError: " in noted["availabilityNote"], noted["availabilityNote"]
+            # Still unhealthy for the api target, not for CloudWatch.
+            assert noted["cards"]["uptime"]["status"] == "unhealthy" and four_targets(noted)
             screenshot(chromium, "dashboard-uptime-details.png")
         console = [entry["message"] for entry in chromium.get_log("browser")]
         assert not [line for line in console if "Content Security Policy" in line or "Uncaught" in line], console
