@@ -8,6 +8,7 @@ days, and a self-signed certificate nobody trusts (30 days). Every server answer
 * ``/slow/<ms>`` the same as /ok after ``ms`` milliseconds (at most ``MAX_DELAY_MS``)
 * ``/close`` closes the connection without answering
 * ``/redirect/<n>`` 302 to ``/redirect/<n-1>``; ``/redirect/0`` is /ok
+* ``/redirect-to/<port>/<path>`` 302 to ``http://127.0.0.1:<port>/<path>`` (another server)
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/close":
             self.close_connection = True
             self.connection.close()
+        elif path.startswith("/redirect-to/"):  # /redirect-to/<port>/<path>: to another server on 127.0.0.1
+            _, _, port, rest = path.split("/", 3)
+            self._answer(302, {}, {"Location": f"http://127.0.0.1:{int(port)}/{rest}"})
         elif path.startswith("/redirect/"):
             left = int(path.rsplit("/", 1)[1])
             if left <= 0:

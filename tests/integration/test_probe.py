@@ -163,3 +163,15 @@ def test_app_base_url_probes_the_apps_health_routes(monkeypatch, sites):
     assert {path for path, _ in sites.http.requests[-4:]} == {"/api/health/app", "/api/health/db",
                                                               "/api/health/queue", "/"}  # fmt: skip
     assert results["app"]["category"] == "status" and results["app"]["httpStatus"] == 404
+
+
+def test_a_redirect_to_another_origin_leaves_the_secret_headers_behind(monkeypatch, sites):
+    with Sites(tls=False) as other:
+        url = f"{sites.http.base}/redirect-to/{other.http.server_address[1]}/ok"
+        headers = {"Authorization": "Bearer origin-only-token", "X-Api-Key": "origin-only-key", "X-Probe": "yes"}
+        result = probe(monkeypatch, [{"name": "t", "url": url, "followRedirects": True, "headers": headers}])["t"]
+        assert result["ok"] and result["httpStatus"] == 200, result
+        first = sites.http.requests[-1][1]
+        (second,) = [sent for path, sent in other.http.requests if path == "/ok"]
+    assert first["Authorization"] == "Bearer origin-only-token" and first["X-Api-Key"] == "origin-only-key"
+    assert "Authorization" not in second and "X-Api-Key" not in second and second["X-Probe"] == "yes"

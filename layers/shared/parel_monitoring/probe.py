@@ -350,9 +350,10 @@ class _Probe:
             raise ProbeFailure(DNS, f"DNS lookup of {host} failed: {safe_reason(exc)}") from None
         sock, last = None, None
         for family, kind, proto, _, address in addresses:
+            budget = self.remaining()  # raises when the probe's time is up: before a socket is opened
             try:
                 sock = socket.socket(family, kind, proto)
-                sock.settimeout(self.remaining())
+                sock.settimeout(budget)
                 sock.connect(address)
                 break
             except TimeoutError:
@@ -366,7 +367,10 @@ class _Probe:
         if scheme != "https":
             return sock
         try:
-            sock.settimeout(self.remaining())
+            left = self.until - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            sock.settimeout(left)
             tls = self.context.wrap_socket(sock, server_hostname=host)
         except TimeoutError:
             sock.close()
@@ -399,18 +403,26 @@ class _Probe:
         except OSError:
             return None
 
-    def request(self, url: str) -> tuple[int, dict[str, str], bytes]:
+    def request(self, url: str, own_origin: bool = True) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP exchange; ``own_origin`` False (a redirect to another scheme, host or port): the target's
+        secret-looking headers (Authorization, Cookie, API keys) stay behind, as browsers and requests do."""
         import http.client
 
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         sock = self.connect(parts.scheme, host, port)
-        connection = http.client.HTTPConnection(host, port, timeout=self.remaining())
+        try:
+            budget = self.remaining()
+        except ProbeFailure:
+            sock.close()
+            raise
+        connection = http.client.HTTPConnection(host, port, timeout=budget)
         connection.sock = sock  # connected (and TLS-wrapped) above: http.client only speaks HTTP on it
         try:
             path = urlunsplit(("", "", parts.path or "/", parts.query, ""))
-            headers = {"User-Agent": "parel-monitoring-probe", "Accept": "*/*", **dict(self.target.headers)}
+            sent = [(k, v) for k, v in self.target.headers if own_origin or not is_secret_key(k)]
+            headers = {"User-Agent": "parel-monitoring-probe", "Accept": "*/*", **dict(sent)}
             if parts.username is not None:
                 from urllib.parse import unquote
 
@@ -445,8 +457,9 @@ class _Probe:
 
     def run(self) -> None:
         url = self.target.url
+        origin = _origin(url)
         for _ in range(MAX_REDIRECTS + 1):
-            status, headers, body = self.request(url)
+            status, headers, body = self.request(url, own_origin=_origin(url) == origin)
             self.http_status = status
             location = headers.get("location")
             if not (self.target.follow_redirects and 300 <= status < 400 and status != 304 and location):
@@ -476,6 +489,11 @@ class _Probe:
         if target.equals is not _MISSING and value != target.equals:
             shown = json.dumps(value)[:80]
             raise ProbeFailure(CONDITION, f"{target.json_path} is {shown}, expected {json.dumps(target.equals)[:80]}")
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def _ranges(ranges: tuple[tuple[int, int], ...]) -> str:
