@@ -77,7 +77,9 @@ HEALTH_FUNCTIONS = {  # function -> the event its route receives
 # The one right status of each read-only route with every service unreachable (``unreachable_env``): the app
 # check and the page need no service; the others report their unreachable PostgreSQL/Redis as 503.
 READ_ONLY_STATUS = {"HealthAppFunction": 200, "DashboardFunction": 200, "HealthDbFunction": 503,
-                    "HealthQueueFunction": 503, "HealthFunction": 503}  # fmt: skip
+                    "HealthQueueFunction": 503, "HealthFunction": 503,
+                    # no probe target configured: nothing is down, and no availability to read from CloudWatch
+                    "HealthUptimeFunction": 200, "AdminUptimeFunction": 200}  # fmt: skip
 
 
 def load_handler(logical_id: str):
@@ -731,7 +733,7 @@ garbage_events = st.one_of(
               json_values.filter(bool)),
     st.builds(lambda ident: {"detail-type": "Scheduled Event", "id": ident, "source": "aws.events"}, junk_text),
 )  # fmt: skip
-NON_HTTP = {"AdminAuthorizerFunction", "HealFunction", "AlertsFunction", "MonitorFunction"}
+NON_HTTP = {"AdminAuthorizerFunction", "HealFunction", "AlertsFunction", "MonitorFunction", "ProbeFunction"}
 
 
 def _is_http(event: Any) -> bool:
@@ -756,6 +758,8 @@ def test_garbage_to_every_function_is_never_a_crash(functions, capsys, logical_i
         assert response["isAuthorized"] is False and response["context"]["status"] == 401
     elif logical_id == "MonitorFunction":
         assert response["status"] == "unhealthy"
+    elif logical_id == "ProbeFunction":  # schedule-only: whatever invokes it gets a probe run (none configured)
+        assert response == {"targets": 0, "up": 0, "down": [], "slow": []}, response
     else:
         assert set(response) in ({"rejected"}, {"processed"}), response
         if response != {"processed": 0}:  # an empty Records list is a no-op

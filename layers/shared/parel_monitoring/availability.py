@@ -49,7 +49,8 @@ def availability(
     targets: list[str], service: str, stage: str, client: Any = None, now: datetime | None = None
 ) -> dict[str, Any]:
     """``{"windows": [...], "targets": [{"name", "availability": {"24h": pct|None, ...}}], "generatedAt"}``."""
-    client = client or cloudwatch_client()
+    if targets and client is None:  # no target, no client (and no AWS lookup at all)
+        client = cloudwatch_client()
     end = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
     found: dict[str, dict[str, float | None]] = {name: {} for name in targets}
     for label, window in WINDOWS:
