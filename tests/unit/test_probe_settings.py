@@ -190,14 +190,15 @@ def test_public_url_drops_credentials():
 def test_probe_data_per_target_and_aggregate():
     results = [
         {"name": "a", "ok": True, "latencyMs": 120.0, "latencyWarnMs": 100, "certificateDaysLeft": 9.5},
-        {"name": "b", "ok": False, "latencyMs": 10.0, "latencyWarnMs": 100, "certificateDaysLeft": None},
+        # failed after its warning latency (a timeout): the down alarm's, not the latency alarm's as well
+        {"name": "b", "ok": False, "latencyMs": 150.0, "latencyWarnMs": 100, "certificateDaysLeft": None},
     ]
     data = probe_data(results)
     per_target = {(name, dims[0][1]): value for name, _, value, dims in data if dims}
     assert per_target == {
         ("ProbeSuccess", "a"): 1.0, ("ProbeLatencyMs", "a"): 120.0, ("ProbeSlow", "a"): 1.0,
         ("CertificateDaysLeft", "a"): 9.5,
-        ("ProbeSuccess", "b"): 0.0, ("ProbeLatencyMs", "b"): 10.0, ("ProbeSlow", "b"): 0.0,
+        ("ProbeSuccess", "b"): 0.0, ("ProbeLatencyMs", "b"): 150.0, ("ProbeSlow", "b"): 0.0,
     }  # fmt: skip
     aggregate = sorted((name, value) for name, _, value, dims in data if not dims)
     assert aggregate == [("CertificateDaysLeft", 9.5), ("ProbeSlow", 0.0), ("ProbeSlow", 1.0),

@@ -600,14 +600,16 @@ def probe_data(results: list[dict[str, Any]]) -> list[tuple[str, str, float, tup
     """The EMF metrics of a probe run (:func:`parel_monitoring.metrics.emit`'s data).
 
     Per target (dimensions service, Stage, Target): ``ProbeSuccess`` 0/1, ``ProbeLatencyMs``, ``ProbeSlow`` 0/1
-    (latency above its latencyWarnMs) and, for https, ``CertificateDaysLeft``. On service, Stage alone, one value
-    per target per run of ``ProbeSuccess``, ``ProbeSlow`` and ``CertificateDaysLeft``: Average = availability
+    (up, with latency above its latencyWarnMs) and, for https, ``CertificateDaysLeft``. On service, Stage alone,
+    one value per target per run of ``ProbeSuccess``, ``ProbeSlow`` and ``CertificateDaysLeft``: Average = availability
     across the targets, Minimum = any target down (or the nearest certificate expiry).
     """
     data = []
     for result in results:
         target = (("Target", result["name"]),)
-        success, slow = float(result["ok"]), float(result["latencyMs"] > result["latencyWarnMs"])
+        # Slow only when up: a probe that failed (a timeout, say) is the down alarm's, not the latency alarm's too.
+        success = float(result["ok"])
+        slow = float(result["ok"] and result["latencyMs"] > result["latencyWarnMs"])
         data += [
             ("ProbeSuccess", "Count", success, target),
             ("ProbeLatencyMs", "Milliseconds", float(result["latencyMs"]), target),
