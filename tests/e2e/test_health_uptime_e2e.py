@@ -13,6 +13,8 @@ import json
 import ssl
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,6 +22,7 @@ import pytest
 import trustme
 
 from events_loader import load_event
+from local_api import LocalApi
 
 TOKEN = "e2e-uptime-admin-token-5d1e9a"
 BEARER = {"authorization": f"Bearer {TOKEN}"}
@@ -203,3 +206,25 @@ def test_malformed_targets_are_a_configuration_error_naming_the_variable(start_f
     answer = get(broken, "uptime-bad")
     assert answer.payload["statusCode"] == 500
     assert body(answer)["variable"] == "PROBE_TARGETS" and "ftp://" not in answer.payload["body"]
+
+
+def test_availability_route_needs_the_admin_token(built, closed_port):
+    """GET /api/admin/uptime is behind the admin authorizer; with the token it reads CloudWatch (here an endpoint
+    where nothing listens: a 502 naming the failure, never a crash)."""
+    env = {"ADMIN_API_TOKEN": TOKEN, "PROBE_TARGETS": json.dumps([{"name": "home", "url": "https://app.example.com/"}]),
+           "AWS_ENDPOINT_URL_CLOUDWATCH": f"http://127.0.0.1:{closed_port}", "AWS_MAX_ATTEMPTS": "1",
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret-4f2a"}  # fmt: skip
+    with LocalApi(build_dir=built, extra_env=env) as api:
+        for headers in ({}, {"authorization": "Bearer not-the-token"}):
+            request = urllib.request.Request(f"{api.url}/api/admin/uptime", headers=headers)  # noqa: S310
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=30)  # noqa: S310 - our own local URL
+            assert refused.value.code in (401, 403), headers
+        bearer = {"authorization": f"Bearer {TOKEN}"}
+        request = urllib.request.Request(f"{api.url}/api/admin/uptime", headers=bearer)  # noqa: S310
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(request, timeout=30)  # noqa: S310 - our own local URL
+        assert failed.value.code == 502
+        answer = json.loads(failed.value.read())
+        assert answer["error"] == "cloudwatch" and answer["reason"].startswith("EndpointConnectionError")
+        assert "testing-secret-4f2a" not in json.dumps(answer)

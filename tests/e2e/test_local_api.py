@@ -96,7 +96,9 @@ def test_routes_are_every_http_api_event_of_the_template(built):
         "/api/health/db": None,
         "/api/health/queue": None,
         "/api/health": None,
+        "/api/health/uptime": None,
         "/api/admin/alerts": "AdminAuthorizer",
+        "/api/admin/uptime": "AdminAuthorizer",
         "/api/admin/heal": "AdminAuthorizer",  # Auth: AdminAuthorizer, also the DefaultAuthorizer
     }
 
