@@ -228,3 +228,19 @@ def test_availability_route_needs_the_admin_token(built, closed_port):
         answer = json.loads(failed.value.read())
         assert answer["error"] == "cloudwatch" and answer["reason"].startswith("EndpointConnectionError")
         assert "testing-secret-4f2a" not in json.dumps(answer)
+
+
+def test_a_condition_on_a_json_list_or_object_is_answered_and_cached(start_function, targets):
+    """``equals`` may be any JSON value: settings holding a list or an object still key the result cache."""
+    probe_targets = [
+        {"name": "listed", "url": targets.url("/ok"), "jsonPath": "$.status", "equals": ["healthy"]},
+        {"name": "object", "url": targets.url("/ok"), "jsonPath": "$.status", "equals": {"is": "healthy"}},
+    ]
+    uptime = start_function("HealthUptimeFunction", PROBE_TARGETS=json.dumps(probe_targets), HEALTH_CACHE_TTL_S="60")
+    first, second = get(uptime, "uptime-json-1"), get(uptime, "uptime-json-2")
+    for answer in (first, second):
+        assert answer.payload["statusCode"] == 503, answer.payload
+        assert body(answer) == {"status": "unhealthy", "targets": [
+            {"name": "listed", "status": "down", "category": "condition"},
+            {"name": "object", "status": "down", "category": "condition"}]}  # fmt: skip
+    assert targets.hits["/ok"] == 2, "the second request probed again: the cache did not hold"

@@ -123,6 +123,16 @@ def single_view(result: dict[str, Any], details: bool, cached: bool) -> tuple[di
     return ({**result, "cached": cached} if details else public_check(result)), {}
 
 
+def _hashable(check_settings: Any) -> Hashable:
+    """The check's settings as a cache key: themselves, or their repr when a value in them is a list or a dict
+    (a probe target's ``equals`` may be any JSON value). Kept in memory only, never logged."""
+    try:
+        hash(check_settings)
+    except TypeError:
+        return repr(check_settings)
+    return check_settings
+
+
 def serve(
     event: Any,
     settings: RouteSettings,
@@ -138,7 +148,7 @@ def serve(
     holding ``checks``; ``view(result, details, cached)`` -> (body, extra headers).
     """
     route = settings.route
-    result, age_s = _cache.get((component, settings.check), route.cache_ttl_s, check)
+    result, age_s = _cache.get((component, _hashable(settings.check)), route.cache_ttl_s, check)
     cached = age_s is not None
     checks = result["checks"] if component == AGGREGATE else {component: result}
     log_checks(logger, checks, cached=cached, **({"ageSeconds": round(age_s, 3)} if cached else {}))
