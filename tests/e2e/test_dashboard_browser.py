@@ -16,8 +16,11 @@ import json
 import shutil
 import signal
 import subprocess
+import threading
+import time
 import urllib.request
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -264,13 +267,67 @@ def test_dashboard_shows_live_health_and_a_dead_redis(built, chromium, redis_ser
         assert not [line for line in console if "Content Security Policy" in line or "Uncaught" in line], console
 
 
+class CloudWatchStandIn:
+    """An HTTP endpoint speaking CloudWatch's JSON protocol for GetMetricData (AWS_ENDPOINT_URL_CLOUDWATCH): while
+    ``denied`` it refuses like IAM would; then it answers every query with ``AVERAGES`` by the query's period,
+    except the second target's (``t1``), which has no data. It records what was asked."""
+
+    AVERAGES = {86400: 1.0, 604800: 0.999, 2592000: 0.9995}
+
+    def __init__(self) -> None:
+        self.denied, self.queries = True, []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                request = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                stand_in.queries += request["MetricDataQueries"]
+                if stand_in.denied:
+                    status, answer = 400, {"__type": "AccessDenied", "message": "not authorized for the test"}
+                else:
+                    results = [stand_in.result(query) for query in request["MetricDataQueries"]]
+                    status, answer = 200, {"MetricDataResults": results}
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/x-amz-json-1.0")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def result(self, query: dict[str, Any]) -> dict[str, Any]:
+        average = [] if query["Id"] == "t1" else [self.AVERAGES[query["MetricStat"]["Period"]]]
+        return {"Id": query["Id"], "StatusCode": "Complete", "Timestamps": [time.time()] * len(average),
+                "Values": average}  # fmt: skip
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def cloudwatch():
+    stand_in = CloudWatchStandIn()
+    yield stand_in
+    stand_in.close()
+
+
 def test_uptime_cards_per_probe_target_statuses_for_anyone_figures_for_the_token(
-    built, chromium, database_url, closed_port
+    built, chromium, database_url, cloudwatch
 ):
     """A card per probe target (GET /api/health/uptime): state colours for anyone; latency, TTFB, HTTP status
     and certificate days only with the admin token; the targets are real local HTTP and HTTPS servers. With the
-    token the page also asks GET /api/admin/uptime for the availability; CloudWatch is unreachable here (an
-    endpoint where nothing listens), which the card notes without changing any status."""
+    token the page also asks GET /api/admin/uptime for the availability (AdminUptimeFunction reads it from a
+    CloudWatch stand-in): refused, the card notes it without changing any status; answered, each target shows it."""
     with Sites() as sites:
         probe_targets = [
             {"name": "home", "url": f"{sites.http.base}/ok"},
@@ -281,7 +338,7 @@ def test_uptime_cards_per_probe_target_statuses_for_anyone_figures_for_the_token
         env = {"DATABASE_URL": database_url, "REDIS_URL": "redis://127.0.0.1:6379/0", "QUEUE_NAMES": HP,
                "BULLMQ_PREFIX": unique_prefix("dash-uptime"), "HIGH_PRIORITY_QUEUE": HP, "ADMIN_API_TOKEN": TOKEN,
                "PROBE_TARGETS": json.dumps(probe_targets), "PROBE_CA_BUNDLE": sites.ca_pem,
-               "AWS_ENDPOINT_URL_CLOUDWATCH": f"http://127.0.0.1:{closed_port}", "AWS_MAX_ATTEMPTS": "1",
+               "AWS_ENDPOINT_URL_CLOUDWATCH": cloudwatch.url, "AWS_MAX_ATTEMPTS": "1",
                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # fmt: skip
         with LocalApi(build_dir=built, extra_env=env) as api:
             chromium.get(f"{api.url}/admin/monitor?interval=2&timeout=5")
@@ -329,12 +386,33 @@ def test_uptime_cards_per_probe_target_statuses_for_anyone_figures_for_the_token
             noted = wait_for(
                 chromium,
                 lambda s: s["availabilityNote"].startswith("Availability unavailable: HTTP 502: cloudwatch"),
-                "the availability note (CloudWatch unreachable)",
+                "the availability note (CloudWatch refusing)",
                 30,
             )
-            assert "(EndpointConnectionError: " in noted["availabilityNote"], noted["availabilityNote"]
+            assert "AccessDenied" in noted["availabilityNote"], noted["availabilityNote"]
             # Still unhealthy for the api target, not for CloudWatch.
             assert noted["cards"]["uptime"]["status"] == "unhealthy" and four_targets(noted)
+
+            cloudwatch.denied = False
+            shown = wait_for(
+                chromium,
+                lambda s: (
+                    four_targets(s) and all("availability" in t["fields"] for t in s["cards"]["uptime"]["targets"])
+                ),
+                "the availability on every target card",
+                30,
+            )
+            by_name = {t["name"]: t for t in shown["cards"]["uptime"]["targets"]}
+            assert by_name["home"]["fields"]["availability"] == "24h 100.00 % · 7d 99.90 % · 30d 99.95 %"
+            no_data = "24h \u2013 \u00b7 7d \u2013 \u00b7 30d \u2013"  # the page's dash: no data is not 100 %
+            assert by_name["api"]["fields"]["availability"] == no_data
+            assert shown["availabilityNote"] == ""
+            asked = {(q["Id"], q["MetricStat"]["Period"]) for q in cloudwatch.queries}
+            assert asked == {(f"t{n}", period) for n in range(4) for period in CloudWatchStandIn.AVERAGES}
+            metric = next(q for q in cloudwatch.queries if q["Id"] == "t0")["MetricStat"]["Metric"]
+            assert metric["Namespace"] == "ParelMonitoring" and metric["MetricName"] == "ProbeSuccess"
+            assert {(d["Name"], d["Value"]) for d in metric["Dimensions"]} == {
+                ("service", "parel-monitoring"), ("Stage", "dev"), ("Target", "home")}  # fmt: skip
             screenshot(chromium, "dashboard-uptime-details.png")
         console = [entry["message"] for entry in chromium.get_log("browser")]
         assert not [line for line in console if "Content Security Policy" in line or "Uncaught" in line], console
