@@ -118,6 +118,13 @@ def write_section(name: str, body: str) -> None:
     BENCHMARKS.write_text(text)
 
 
+def publish(name: str, body: str) -> int:
+    """Write ``body`` as the ``name`` section of BENCHMARKS.md, print it; exit status 1 when a target was missed."""
+    write_section(name, body)
+    print(body)
+    return 1 if "MISSED" in body else 0
+
+
 # --------------------------------------------------------------------------- specs
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from bench import write_section
+from bench import publish
 from parel_monitoring.notify.delivery import FORMATTERS, Channel, DeliveryResult, DeliverySettings, fan_out, send
 from parel_monitoring.notify.model import SEVERITIES, Alert
 from report import log, median, p99, table
@@ -162,9 +162,7 @@ def main() -> int:
     os.environ.setdefault("LOG_LEVEL", "WARNING")  # one "Alert delivered" line per send would drown the table
     log(f"alert fan-out: {WARMUP + ALERTS} alerts, both paths ...")
     body = run()
-    write_section("alert-fanout", body)
-    print(body)
-    return 1 if "MISSED" in body else 0
+    return publish("alert-fanout", body)
 
 
 if __name__ == "__main__":

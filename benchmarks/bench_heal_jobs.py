@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from bench import TIMES, write_section
+from bench import TIMES, publish
 from bullmq_scenario import run_scenario, unique_prefix
 from parel_monitoring.bullmq import QueueSettings, job_counts
 from parel_monitoring.heal.budget import Budget
@@ -171,10 +171,7 @@ def run() -> str:
 
 
 def main() -> int:
-    body = run()
-    print(body)
-    write_section("heal-jobs", body)
-    return 1 if "MISSED" in body else 0
+    return publish("heal-jobs", run())
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from bench import write_section
+from bench import publish
 from nextauth_schema import create_prisma_schema, load_prisma_sessions
 from parel_monitoring.db import Database, DatabaseSettings
 from parel_monitoring.heal.authjs import AuthTablesSettings
@@ -258,9 +258,7 @@ def run() -> str:
 
 def main() -> int:
     body = run()
-    write_section("heal-sessions", body)
-    print(body)
-    return 1 if "MISSED" in body else 0
+    return publish("heal-sessions", body)
 
 
 if __name__ == "__main__":

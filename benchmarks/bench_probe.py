@@ -28,7 +28,7 @@ from pathlib import Path
 
 from probe_servers import Sites
 
-from bench import write_section
+from bench import publish
 from events_loader import load_event
 from lambda_emulator import BUILD_DIR, Emulator, load_function
 from report import log, median, table
@@ -149,9 +149,7 @@ def run() -> str:
 def main() -> int:
     log(f"probe fan-out: {TARGETS} targets of {DELAY_MS} ms, {RUNS} runs ...")
     body = run()
-    write_section("probe-fanout", body)
-    print(body)
-    return 1 if "MISSED" in body else 0
+    return publish("probe-fanout", body)
 
 
 if __name__ == "__main__":

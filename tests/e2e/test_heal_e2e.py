@@ -26,22 +26,8 @@ def rotten_database(database_url):
     return database_url
 
 
-@pytest.fixture
-def heal_function(start_function, rotten_database, prefix):
-    return start_function(
-        "HealFunction",
-        DATABASE_URL=rotten_database,
-        REDIS_URL=REDIS_URL,
-        QUEUE_NAMES=QUEUE,
-        HIGH_PRIORITY_QUEUE=QUEUE,
-        BULLMQ_PREFIX=prefix,
-        ALERT_TOPIC_ARN="",
-    )
-
-
-@pytest.fixture
-def jobs_heal_function(start_function, database_url, prefix):
-    """HealFunction for the stuck-job routine: any active job whose lock expired counts as stuck."""
+def start_heal(start_function, database_url, prefix, **env):
+    """HealFunction on this test's database and BullMQ prefix, alerts only logged."""
     return start_function(
         "HealFunction",
         DATABASE_URL=database_url,
@@ -49,9 +35,20 @@ def jobs_heal_function(start_function, database_url, prefix):
         QUEUE_NAMES=QUEUE,
         HIGH_PRIORITY_QUEUE=QUEUE,
         BULLMQ_PREFIX=prefix,
-        STUCK_JOB_THRESHOLD_MS="0",
         ALERT_TOPIC_ARN="",
+        **env,
     )
+
+
+@pytest.fixture
+def heal_function(start_function, rotten_database, prefix):
+    return start_heal(start_function, rotten_database, prefix)
+
+
+@pytest.fixture
+def jobs_heal_function(start_function, database_url, prefix):
+    """HealFunction for the stuck-job routine: any active job whose lock expired counts as stuck."""
+    return start_heal(start_function, database_url, prefix, STUCK_JOB_THRESHOLD_MS="0")
 
 
 def heal_jobs_event():
