@@ -11,5 +11,5 @@ from parel_monitoring.observability import is_cold_start, lambda_handler
 @lambda_handler(route_settings(AggregateHealthSettings.from_env))
 def handler(event, context, settings):
     check = partial(check_all, settings.check, context, is_cold_start())
-    view = aggregate_view(header(event, "accept"))
+    view = aggregate_view(header(event, "accept"), settings.check.queue.queues.high_priority_queue)
     return serve(event, settings, AGGREGATE, check, handler.logger, view, vary=("accept",))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from parel_monitoring.health import STATUS_CODES
+from parel_monitoring.health import NO_EVICTION, STATUS_CODES
 from parel_monitoring.settings import env_str
 
 NAMESPACE = "ParelMonitoring"
@@ -38,8 +38,35 @@ def health_data(result: dict[str, Any]) -> list[Datum]:
         data.append(("QueueFailureRatePercent", "Percent", queue["thresholds"]["failureRate"]["current"], ()))
         data.append(("HighPriorityLag", "Count", queue["thresholds"]["highPriorityLag"]["current"], ()))
         for row in queue["queues"]:
+            dimensions = (("Queue", row["name"]),)
             for name, key in (("QueueWaiting", "waiting"), ("QueueActive", "active"), ("QueueFailed", "failed")):
-                data.append((name, "Count", row[key], (("Queue", row["name"]),)))
+                data.append((name, "Count", row[key], dimensions))
+            data += _queue_liveness(row, dimensions)
+        data += _redis_data(queue.get("redis") or {})
+    return data
+
+
+def _queue_liveness(row: dict[str, Any], dimensions: tuple[tuple[str, str], ...]) -> list[Datum]:
+    """``QueueWorkers`` (left out when unknown: ``CLIENT LIST`` refused) and ``QueueOldestWaitingAgeSeconds``
+    (0 when no job waits, so an age alarm returns to OK when the queue drains instead of going to
+    INSUFFICIENT_DATA; the no-worker alarm reads 0 as "nothing waits")."""
+    data: list[Datum] = []
+    if row.get("workers") is not None:
+        data.append(("QueueWorkers", "Count", row["workers"], dimensions))
+    if "oldestWaitingAgeSeconds" in row:
+        data.append(("QueueOldestWaitingAgeSeconds", "Seconds", float(row["oldestWaitingAgeSeconds"] or 0), dimensions))
+    return data
+
+
+def _redis_data(redis: dict[str, Any]) -> list[Datum]:
+    """``RedisMemoryUsagePercent`` (only with a ``maxmemory`` limit: without one there is no percentage) and
+    ``RedisEvictionPolicyUnsafe`` (1 when ``maxmemory-policy`` is not ``noeviction``, the policy BullMQ
+    requires; left out when the policy is unknown)."""
+    data: list[Datum] = []
+    if redis.get("usagePercent") is not None:
+        data.append(("RedisMemoryUsagePercent", "Percent", float(redis["usagePercent"]), ()))
+    if redis.get("maxmemoryPolicy") is not None:
+        data.append(("RedisEvictionPolicyUnsafe", "Count", int(redis["maxmemoryPolicy"] != NO_EVICTION), ()))
     return data
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 STATUS_CODES = {HEALTHY: 200, DEGRADED: 200, UNHEALTHY: 503}
+# The one Redis maxmemory-policy under which Redis never deletes BullMQ's keys (BullMQ requires it).
+NO_EVICTION = "noeviction"
 # Kept free before Lambda's timeout to answer, log and flush once a check has given up.
 ANSWER_RESERVE_S = 1.5
 

@@ -16,7 +16,15 @@ from parel_monitoring import __version__
 from parel_monitoring.bullmq import get_redis
 from parel_monitoring.clock import utc_now_iso
 from parel_monitoring.db import get_database
-from parel_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY, OneAtATime, deadline, public_check
+from parel_monitoring.health import (
+    DEGRADED,
+    HEALTHY,
+    NO_EVICTION,
+    UNHEALTHY,
+    OneAtATime,
+    deadline,
+    public_check,
+)
 from parel_monitoring.health.app import AppHealthSettings, check_app_health
 from parel_monitoring.health.db import DbHealthSettings, check_db_health
 from parel_monitoring.health.queue import QueueHealthSettings, check_queue_health, queue_timed_out
@@ -26,6 +34,11 @@ _SEVERITY = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
 _IETF_STATUS = {HEALTHY: "pass", DEGRADED: "warn", UNHEALTHY: "fail"}
 # Component name and type of each check in the public health+json document.
 _PUBLIC_COMPONENTS = {"app": ("app", "system"), "db": ("postgresql", "datastore"), "queue": ("bullmq", "component")}
+# Why a maxmemory-policy other than noeviction is a warning.
+EVICTION_WARNING = (
+    "maxmemory-policy {policy}: BullMQ requires noeviction; under memory pressure Redis deletes job keys and locks "
+    "(jobs lost or processed twice)"
+)
 # The db check waits on the network beside the queue check (each answers by the deadline).
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health")
 _queue_check = OneAtATime("queue-check")
@@ -74,8 +87,56 @@ def _level(current: float, thresholds: dict[str, Any]) -> str:
     return DEGRADED if current < thresholds["critical"] else UNHEALTHY
 
 
-def to_health_json(result: dict[str, Any]) -> dict[str, Any]:
-    """The IETF health-check draft's shape of :func:`check_all`'s result."""
+def _liveness_checks(queue: dict[str, Any], high_priority: str | None, now: str) -> dict[str, list[dict[str, Any]]]:
+    """``bullmq:workers`` and ``bullmq:oldestWaitingAge`` per queue, ``redis:memory`` and ``redis:evictionPolicy``.
+
+    Each entry's status is its own measurement's: workers 0 while a job has waited ``noWorkerGraceSeconds`` fails
+    on the high-priority queue and warns on the others, an unknown count (``CLIENT LIST`` refused) warns with the
+    reason; the oldest job's age against ``oldestWaitingAge`` (the high-priority queue: warn / fail; the others:
+    warn from the warning age), 0 when no job waits; memory against ``redisMemory`` (null without a
+    ``maxmemory`` limit); any policy but ``noeviction`` warns."""
+    thresholds = queue["thresholds"]
+    grace = thresholds.get("noWorkerGraceSeconds")
+    age_limits = thresholds.get("oldestWaitingAge")
+    workers, ages = [], []
+    for q in queue["queues"]:
+        high = q["name"] == high_priority
+        age = q.get("oldestWaitingAgeSeconds")
+        if "workers" in q:
+            count, extra = q["workers"], {}
+            if count is None:
+                status, extra = DEGRADED, {"output": q.get("workersError") or "worker count unknown"}
+            elif count == 0 and age is not None and grace is not None and age >= grace:
+                status = UNHEALTHY if high else DEGRADED
+            else:
+                status = HEALTHY
+            workers.append(_entry("component", count, "workers", status, now, componentId=q["name"], **extra))
+        if "oldestWaitingAgeSeconds" in q:
+            status = HEALTHY
+            if age is not None and age_limits:
+                status = _level(age, age_limits) if high else (DEGRADED if age >= age_limits["warning"] else HEALTHY)
+            ages.append(_entry("component", age or 0, "s", status, now, componentId=q["name"]))
+    checks: dict[str, list[dict[str, Any]]] = {}
+    if workers:
+        checks["bullmq:workers"] = workers
+    if ages:
+        checks["bullmq:oldestWaitingAge"] = ages
+    redis = queue.get("redis")
+    if redis:
+        usage, limits = redis.get("usagePercent"), thresholds.get("redisMemory")
+        status = _level(usage, limits) if usage is not None and limits else HEALTHY
+        checks["redis:memory"] = [_entry("datastore", usage, "percent", status, now)]
+        policy = redis.get("maxmemoryPolicy")
+        if policy is not None:
+            extra = {} if policy == NO_EVICTION else {"output": EVICTION_WARNING.format(policy=policy)}
+            status = HEALTHY if policy == NO_EVICTION else DEGRADED
+            checks["redis:evictionPolicy"] = [_entry("datastore", policy, "policy", status, now, **extra)]
+    return checks
+
+
+def to_health_json(result: dict[str, Any], high_priority: str | None = None) -> dict[str, Any]:
+    """The IETF health-check draft's shape of :func:`check_all`'s result (``high_priority``: the
+    ``HIGH_PRIORITY_QUEUE``, whose worker and age entries fail rather than warn)."""
     now = utc_now_iso("seconds")
     app, db, queue = (result["checks"][name] for name in ("app", "db", "queue"))
     checks: dict[str, list[dict[str, Any]]] = {
@@ -108,6 +169,7 @@ def to_health_json(result: dict[str, Any]) -> dict[str, Any]:
                    HEALTHY if q["exists"] else DEGRADED, now, componentId=q["name"])
             for q in queue["queues"]
         ]  # fmt: skip
+        checks.update(_liveness_checks(queue, high_priority, now))
     return {
         "status": _IETF_STATUS[result["status"]],
         "version": __version__.split(".")[0],
@@ -136,13 +198,13 @@ def public_health_json(result: dict[str, Any]) -> dict[str, Any]:
     return {"status": _IETF_STATUS[result["status"]], "checks": checks}
 
 
-def aggregate_view(accept: str | None) -> Any:
+def aggregate_view(accept: str | None, high_priority: str | None = None) -> Any:
     """The view of GET /api/health for this ``Accept``: JSON or ``application/health+json``, full or public."""
     health_json = bool(accept and HEALTH_JSON in accept.lower())
 
     def view(result: dict[str, Any], details: bool, cached: bool) -> tuple[dict[str, Any], dict[str, str]]:
         if health_json:
-            body = to_health_json(result) if details else public_health_json(result)
+            body = to_health_json(result, high_priority) if details else public_health_json(result)
             return body, {"content-type": HEALTH_JSON}
         return ({**result, "cached": cached} if details else public_result(result)), {}
 
