@@ -701,7 +701,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(response.body)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+    # Every method reaches the route table (API Gateway answers a method no route has with 404, never 501).
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_TRACE = do_QUERY = _serve
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # _serve logs one line per request (never the headers)

@@ -169,7 +169,8 @@ def test_admin_route_with_the_token_reaches_the_heal_function(api, stale_session
 
 
 def test_unknown_routes_are_404(api):
-    for method, path in (("GET", "/api/nothing-here"), ("DELETE", "/api/health/app"), ("GET", "/api/health/app/x")):
+    for method, path in (("GET", "/api/nothing-here"), ("DELETE", "/api/health/app"), ("GET", "/api/health/app/x"),
+                         ("TRACE", "/api/health/app"), ("QUERY", "/api/health")):  # fmt: skip
         reply = send(api.url, method, path)
         assert (reply.status, reply.json()) == (404, {"message": "Not Found"}), (method, path)
     assert not api.warm_functions
