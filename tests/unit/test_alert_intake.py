@@ -46,6 +46,10 @@ def test_base64_bodies_are_decoded():
         ({"severity": 3, "title": "t", "message": "m"}, "severity", "INFO, WARNING, CRITICAL"),
         ({"severity": "INFO", "title": "t", "message": "m", "metadata": [1]}, "metadata", "metadata"),
         ({"severity": "INFO", "title": "t", "message": "m", "metadata": "x"}, "metadata", "metadata"),
+        # Found by Schemathesis (negative_data_rejection): a non-string source or timestamp was accepted
+        ({"severity": "INFO", "title": "t", "message": "m", "source": {}}, "source", "source must be a string"),
+        ({"severity": "INFO", "title": "t", "message": "m", "timestamp": 5}, "timestamp", "timestamp must be"),
+        ({"severity": "INFO", "title": "t", "message": "m", "timestamp": None}, "timestamp", "timestamp must be"),
     ],
 )
 def test_bad_bodies_are_a_400_naming_the_field(body, field, fragment):

@@ -43,6 +43,9 @@ def alert_from_request(event: dict[str, Any]) -> Alert:
         raise _bad("body is not valid JSON", "body") from None
     if not isinstance(body, dict):
         raise _bad("body must be a JSON object", "body")
+    for name in ("timestamp", "source"):  # optional; an SNS message's are ignored when not strings
+        if name in body and not isinstance(body[name], str):
+            raise _bad(f"{name} must be a string when given", name)
     return _alert_from_fields(body, source="api")
 
 
