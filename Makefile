@@ -31,7 +31,7 @@ help:
 	@echo "make smoke URL=... [TOKEN=...]    check a deployed stack or make api: health, auth, test alert, heal dry run"
 	@echo "make bench                        benchmarks (cold init, warm latency, heal, alerts, flood, probes) into BENCHMARKS.md"
 	@echo "make reliability                  faults, hostile input, injection, secrets, load into RELIABILITY.md"
-	@echo "make build-deploy / make deploy   arm64 build (bytecode precompiled) / sam deploy --guided"
+	@echo "make build-deploy / make deploy   sam build for arm64 (bytecode precompiled) / sam deploy --guided"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.txt layers/shared/requirements.txt
@@ -59,21 +59,19 @@ $(CHECKOV_DIR)/.installed: requirements-checkov.txt
 	$(CHECKOV_DIR)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@touch $@
 
-# Precompiled bytecode: Lambda's code and layer directories are read-only, so without
-# it every cold start compiles every module again (about 50 ms for the logger alone).
-COMPILE = $(PY) -m compileall -q -j 0 --invalidation-mode unchecked-hash
-
-# Rebuilt only when the template, a function or the layer changed (make invoke/api/demo build first).
-BUILD_INPUTS := template.yaml $(shell find functions layers -type f ! -path '*/__pycache__/*' ! -name '*.pyc' 2>/dev/null)
+# sam build precompiles the bytecode itself (build/Makefile, SAM's makefile builder): Lambda's code and layer
+# directories are read-only, so without it every cold start would compile every module again.
+# Rebuilt only when the template, a function, the layer or the build rules changed (make invoke/api/demo build
+# first); changed build rules also bypass SAM's cache (.aws-sam/cache keys the layer on its sources only).
+BUILD_INPUTS := template.yaml $(shell find functions layers build -type f ! -path '*/__pycache__/*' ! -name '*.pyc' 2>/dev/null)
 build: $(LOCAL_BUILD_DIR)/.built
 $(LOCAL_BUILD_DIR)/.built: $(VENV)/.installed $(BUILD_INPUTS)
-	sam build --build-dir $(LOCAL_BUILD_DIR) --parameter-overrides Architecture=$(LOCAL_ARCH)
-	$(COMPILE) $(LOCAL_BUILD_DIR)
+	sam build --build-dir $(LOCAL_BUILD_DIR) --parameter-overrides Architecture=$(LOCAL_ARCH) \
+		$(if $(filter build/%,$?),--no-cached)
 	@touch $@
 
 build-deploy: venv
 	sam build
-	$(COMPILE) .aws-sam/build
 
 deploy: build-deploy
 	sam deploy --guided
