@@ -44,11 +44,22 @@
 //                   the stalled ids its stalled checker reported.
 //   job-state       --id X   queue.getJobState(X) plus the job's counters.
 //   obliterate      queue.obliterate({ force: true }) (test clean-up helper).
+//   workers         --count N [--names a,b] [--queues q1,q2] [--run] [--timeout-ms 30000]
+//                   Starts N Workers on each queue of --queues (default: --queue), the first ones named
+//                   by --names (Worker option `name`, so their connection is `<prefix>:<base64>:w:<name>`),
+//                   processing jobs only with --run. Once Node's queue.getWorkersCount() sees them all it
+//                   prints {workersCount: {queue: n}} and keeps them alive until its stdin closes, then
+//                   closes them gracefully and prints {closed: true}.
+//   workers-count   [--queues q1,q2]  queue.getWorkersCount() of each queue as Node reports it.
+//   add-aged        --ages S1,S2,... [--priority P] [--lifo]
+//                   One job per age, added now with the job option `timestamp` = now - age seconds (and
+//                   priority P / lifo); prints the ids and the timestamps.
 import fs from 'node:fs';
 import { Cluster } from 'ioredis';
 
 const USAGE =
-  'usage: node scenario.mjs <populate|crash-active|pause|resume|waiting-children|counts|open|stalled-check|work|job-state|obliterate> ' +
+  'usage: node scenario.mjs <populate|crash-active|pause|resume|waiting-children|counts|open|stalled-check|work|job-state|obliterate|' +
+  'workers|workers-count|add-aged> ' +
   '--redis redis://127.0.0.1:6379 --prefix bull --queue NAME [--major 5|6] [--cluster] [options]';
 const PACKAGES = { 5: 'bullmq5', 6: 'bullmq6' };
 // Set by main() from the bullmq of the requested major.
@@ -408,6 +419,90 @@ async function obliterate(ctx) {
   }
 }
 
+function queueList(ctx) {
+  const names = (ctx.opts.queues && ctx.opts.queues !== 'true' ? ctx.opts.queues : ctx.queueName).split(',');
+  return names.map(name => name.trim()).filter(Boolean);
+}
+
+async function workersCountOf(ctx, names) {
+  const counts = {};
+  for (const name of names) {
+    const queue = new Queue(name, { ...ctx.base, skipMetasUpdate: true });
+    try {
+      counts[name] = await queue.getWorkersCount();
+    } finally {
+      await queue.close();
+    }
+  }
+  return counts;
+}
+
+async function workers(ctx) {
+  const { opts } = ctx;
+  const count = intOpt(opts, 'count', 1);
+  const names = opts.names && opts.names !== 'true' ? opts.names.split(',') : [];
+  const timeoutMs = intOpt(opts, 'timeout-ms', 30000);
+  const queues = queueList(ctx);
+  const started = [];
+  for (const queueName of queues) {
+    for (let i = 0; i < count; i++) {
+      const worker = new Worker(queueName, job => processJob(job, 0), {
+        ...ctx.base,
+        autorun: opts.run === 'true',
+        ...(i < names.length ? { name: names[i] } : {}),
+      });
+      worker.on('error', err => process.stderr.write(`worker error: ${err}\n`));
+      started.push(worker);
+    }
+  }
+  await Promise.all(started.map(worker => worker.waitUntilReady()));
+  let workersCount = {};
+  await waitFor(
+    async () => {
+      workersCount = await workersCountOf(ctx, queues);
+      return queues.every(name => workersCount[name] >= count);
+    },
+    timeoutMs,
+    `getWorkersCount() to see ${count} workers on each queue`,
+  );
+  out({ command: 'workers', queues, count, names, workersCount, pid: process.pid });
+  await new Promise(resolve => {
+    process.stdin.on('end', resolve);
+    process.stdin.on('close', resolve);
+    process.stdin.resume();
+  });
+  await Promise.all(started.map(worker => worker.close()));
+  out({ command: 'workers', closed: true });
+}
+
+async function workersCount(ctx) {
+  out({ command: 'workers-count', workersCount: await workersCountOf(ctx, queueList(ctx)) });
+}
+
+async function addAged(ctx) {
+  const { opts, queueName, base } = ctx;
+  const ages = (opts.ages || '').split(',').filter(Boolean).map(Number);
+  if (!ages.length || ages.some(age => !(age >= 0))) throw new Error('--ages must list non-negative seconds');
+  const priority = intOpt(opts, 'priority', 0);
+  const queue = new Queue(queueName, base);
+  try {
+    const now = Date.now();
+    const jobs = [];
+    for (const [i, age] of ages.entries()) {
+      const timestamp = now - Math.round(age * 1000);
+      const job = await queue.add('aged', { i }, {
+        timestamp,
+        ...(priority ? { priority } : {}),
+        ...(opts.lifo === 'true' ? { lifo: true } : {}),
+      });
+      jobs.push({ id: job.id, timestamp });
+    }
+    out({ command: 'add-aged', queue: queueName, now, jobs });
+  } finally {
+    await queue.close();
+  }
+}
+
 async function main() {
   const { command, opts } = parseArgs(process.argv.slice(2));
   if (!command || command === '--help' || command === 'help') {
@@ -472,6 +567,15 @@ async function run(command, ctx) {
       break;
     case 'obliterate':
       await obliterate(ctx);
+      break;
+    case 'workers':
+      await workers(ctx);
+      break;
+    case 'workers-count':
+      await workersCount(ctx);
+      break;
+    case 'add-aged':
+      await addAged(ctx);
       break;
     default:
       throw new Error(`unknown command: ${command}\n${USAGE}`);

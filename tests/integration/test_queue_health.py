@@ -26,7 +26,8 @@ HP = "high-priority"
 SETTING_VARIABLES = (
     "REDIS_URL", "REDIS_URL_SECRET_ARN", "REDIS_URL_PARAMETER", "REDIS_CONNECT_TIMEOUT_S", "REDIS_SOCKET_TIMEOUT_S",
     "BULLMQ_PREFIX", "QUEUE_NAMES", "HIGH_PRIORITY_QUEUE", "QUEUE_LAG_WARNING", "QUEUE_LAG_CRITICAL",
-    "QUEUE_FAILURE_WARNING_PCT", "QUEUE_FAILURE_CRITICAL_PCT",
+    "QUEUE_FAILURE_WARNING_PCT", "QUEUE_FAILURE_CRITICAL_PCT", "QUEUE_NO_WORKER_GRACE_S", "QUEUE_AGE_WARNING_S",
+    "QUEUE_AGE_CRITICAL_S", "REDIS_MEMORY_WARNING_PCT", "REDIS_MEMORY_CRITICAL_PCT", "REDIS_CLUSTER",
 )  # fmt: skip
 
 
@@ -74,10 +75,17 @@ def test_healthy_with_every_field(configure, prefix, bullmq_major):
     )
     # 1 failed of 555 finished jobs = 0.18 %; 54+1+10+3+5 + 500+200 jobs in all
     assert result["summary"] == {"totalJobs": 773, "failureRate": "0.18%", "failed": 1, "completed": 554}
+    age = result["thresholds"]["oldestWaitingAge"].pop("current")
+    assert 0 <= age < 60 and age == high["oldestWaitingAgeSeconds"]  # just added, no worker yet: within the grace
     assert result["thresholds"] == {
         "highPriorityLag": {"warning": 50, "critical": 100, "current": 15},
         "failureRate": {"warning": 5, "critical": 10, "current": 0.18},
+        "oldestWaitingAge": {"warning": 60, "critical": 300},
+        "redisMemory": {"warning": 80, "critical": 90, "current": None},  # the shared Redis has no maxmemory
+        "noWorkerGraceSeconds": 60,
     }
+    assert [queue["workers"] for queue in result["queues"]] == [0, 0] and result["reasons"] == []
+    assert result["redis"]["maxmemoryPolicy"] == "noeviction" and result["redis"]["maxmemoryBytes"] == 0
     assert "missingQueues" not in result and "reason" not in result
 
 

@@ -34,6 +34,7 @@ key, both within that slot (per-queue hash tags, ``{name}`` queue names, are not
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 import threading
@@ -221,11 +222,16 @@ local function queue_layout(waitKey, pausedKey, metaKey)
 end
 """
 
-# Counts of many queues in one call, like BullMQ's own getCounts-1.lua (read-only).
-# KEYS: for each queue, the 9 keys of _SCRIPT_KEY_TYPES in that order.
+# Counts of many queues in one call, like BullMQ's own getCounts-1.lua (read-only), with the age of each
+# queue's oldest waiting job (see :func:`job_counts`): milliseconds on the server's clock (TIME), -1 when no job
+# waits. KEYS: for each queue, the 9 keys of _SCRIPT_KEY_TYPES in that order.
 _COUNTS_LUA = (
     LAYOUT_LUA
     + """
+local SCAN = 10  -- job hashes read per list tail, priority levels visited per prioritized set
+local LEVEL = 4294967296  -- a prioritized score is priority * 2^32 + a counter
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local function list_count(key)
   local n = redis.call('LLEN', key)
   if n > 0 then
@@ -233,6 +239,32 @@ local function list_count(key)
     if tail and string.sub(tail, 1, 2) == '0:' then n = n - 1 end  -- BullMQ 4 marker
   end
   return n
+end
+local function waiting_since(jobPrefix, id, oldest)  -- the later of timestamp and processedOn (a retry)
+  local fields = redis.call('HMGET', jobPrefix .. id, 'timestamp', 'processedOn')
+  local since = tonumber(fields[1])
+  if not since then return oldest end
+  local started = tonumber(fields[2])
+  if started and started > since then since = started end
+  if not oldest or since < oldest then return since end
+  return oldest
+end
+local function oldest_in_list(key, jobPrefix, oldest)  -- LPUSH: the first to wait is at the tail
+  for _, id in ipairs(redis.call('LRANGE', key, -SCAN, -1)) do
+    if string.sub(id, 1, 2) ~= '0:' then oldest = waiting_since(jobPrefix, id, oldest) end
+  end
+  return oldest
+end
+local function oldest_in_prioritized(key, jobPrefix, oldest)  -- the first job of each priority level
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  local levels = 0
+  while first[1] and levels < SCAN do
+    levels = levels + 1
+    oldest = waiting_since(jobPrefix, first[1], oldest)
+    local next_level = (math.floor(tonumber(first[2]) / LEVEL) + 1) * LEVEL
+    first = redis.call('ZRANGEBYSCORE', key, string.format('%.0f', next_level), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  end
+  return oldest
 end
 local EXPECTED = {'list', 'list', 'list', 'zset', 'zset', 'zset', 'zset', 'zset', 'hash'}
 local out = {}
@@ -250,8 +282,14 @@ for i = 1, #KEYS, 9 do
     out[#out + 1] = redis.call('HEXISTS', KEYS[i + 8], 'paused')
     out[#out + 1] = redis.call('EXISTS', KEYS[i + 8])
     out[#out + 1] = queue_layout(KEYS[i], KEYS[i + 1], KEYS[i + 8]) or 0
+    local jobPrefix = string.sub(KEYS[i], 1, -5)  -- '<prefix>:<queue>:' of '<prefix>:<queue>:wait'
+    local oldest = oldest_in_list(KEYS[i], jobPrefix, nil)
+    oldest = oldest_in_list(KEYS[i + 1], jobPrefix, oldest)
+    oldest = oldest_in_prioritized(KEYS[i + 6], jobPrefix, oldest)
+    if oldest then out[#out + 1] = math.max(0, now - oldest) else out[#out + 1] = -1 end
   else
     for _ = 1, 10 do out[#out + 1] = 0 end
+    out[#out + 1] = -1
     out[#out + 1] = -1
   end
 end
@@ -261,25 +299,39 @@ return out
 _SCRIPT_KEY_TYPES = ("wait", "paused", "active", "completed", "failed", "delayed", "prioritized", "waiting-children",
                      "meta")  # fmt: skip
 _REPLY_FIELDS = ("waiting", "paused", "active", "completed", "failed", "delayed", "prioritized", "waiting-children",
-                 "isPaused", "meta", "layout")  # fmt: skip
+                 "isPaused", "meta", "layout", "oldestMs")  # fmt: skip
 _script: list[Any] = []  # the registered Script, created on first use
 
 
 def job_counts(client: redis.Redis, prefix: str, queues: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """``{queue: {waiting, ..., waiting-children, isPaused, exists, bullmqLayout, readable}}`` in one round trip.
+    """``{queue: {waiting, ..., waiting-children, isPaused, exists, bullmqLayout, readable,
+    oldestWaitingAgeSeconds}}`` in one round trip.
 
     ``bullmqLayout``: 5 or 6 by the layout rule, None when the queue cannot be classified.
     ``readable``: False when one of its keys has a type BullMQ 5/6 never gives it (counts then 0).
+    ``oldestWaitingAgeSeconds``: see :func:`queue_state` (None when no job waits).
 
     One EVALSHA of a read-only script (redis-py loads it once per server), so the cost
     does not grow with round trips, and every key is declared: on Redis Cluster the
     ``{hash-tag}`` prefix puts every queue's keys in one slot, so one call reads them all.
     """
     names = list(dict.fromkeys(queues))
+    keys = _script_keys(prefix, names)
+    replies = _counts_script(client)(keys=keys, client=client) if names else []
+    return _readings(names, replies)
+
+
+def _counts_script(client: Any) -> Any:
     if not _script:
         _script.append(client.register_script(_COUNTS_LUA))
-    keys = [queue_key(prefix, name, key_type) for name in names for key_type in _SCRIPT_KEY_TYPES]
-    replies = _script[0](keys=keys, client=client) if names else []
+    return _script[0]
+
+
+def _script_keys(prefix: str, names: list[str]) -> list[str]:
+    return [queue_key(prefix, name, key_type) for name in names for key_type in _SCRIPT_KEY_TYPES]
+
+
+def _readings(names: list[str], replies: list[Any]) -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = {}
     width = len(_REPLY_FIELDS)
     for index, name in enumerate(names):
@@ -290,5 +342,143 @@ def job_counts(client: redis.Redis, prefix: str, queues: Iterable[str]) -> dict[
         counts["exists"] = not readable or bool(reply["meta"]) or any(counts[key] for key in COUNT_TYPES)
         counts["bullmqLayout"] = reply["layout"] if reply["layout"] in (5, 6) else None
         counts["readable"] = readable
+        counts["oldestWaitingAgeSeconds"] = round(reply["oldestMs"] / 1000, 1) if reply["oldestMs"] >= 0 else None
         result[name] = counts
     return result
+
+
+# --------------------------------------------------------------------------- workers and Redis memory
+
+
+def worker_client_name(prefix: str, queue: str) -> str:
+    """The connection name a BullMQ Worker of ``queue`` sets (``CLIENT SETNAME``), before any ``:w:<name>``."""
+    return f"{prefix}:{base64.b64encode(queue.encode()).decode()}"
+
+
+_CLIENT_NAME = re.compile(rb"(?:^| )name=(\S*)", re.M)
+
+
+def count_workers(client_list: bytes | str, prefix: str, queues: Iterable[str]) -> dict[str, int]:
+    """``{queue: workers}`` in one ``CLIENT LIST`` reply, matched as bullmq's ``Queue.getWorkers()`` matches: a
+    connection named ``<prefix>:<base64(queue)>`` (an unnamed Worker) or starting ``<prefix>:<base64(queue)>:w:``
+    (a Worker with ``name``)."""
+    text = client_list.encode() if isinstance(client_list, str) else client_list
+    bases = {worker_client_name(prefix, queue).encode(): queue for queue in queues}
+    counts = dict.fromkeys(bases.values(), 0)
+    for match in _CLIENT_NAME.finditer(text):
+        name = match.group(1)
+        queue = bases.get(name)
+        if queue is None and b":w:" in name:
+            queue = bases.get(name[: name.index(b":w:")])  # neither prefix nor base64 holds ":w:"
+        if queue is not None:
+            counts[queue] += 1
+    return counts
+
+
+def _refusal(exc: BaseException) -> str:
+    from parel_monitoring.scrub import scrub_text
+
+    message = scrub_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return f"CLIENT LIST refused by the server ({message[:160]})"
+
+
+def _number(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def redis_memory(info: Any) -> dict[str, Any]:
+    """The ``redis`` section of the queue document from an ``INFO memory`` reply (or an error: every field None)."""
+    if not isinstance(info, dict):
+        return {"maxmemoryPolicy": None, "usedMemoryBytes": None, "maxmemoryBytes": None, "usagePercent": None}
+    policy = info.get("maxmemory_policy")
+    used, limit = _number(info.get("used_memory")), _number(info.get("maxmemory"))
+    usage = round(used / limit * 100, 1) if used is not None and limit else None
+    return {
+        "maxmemoryPolicy": policy.decode() if isinstance(policy, bytes) else policy,
+        "usedMemoryBytes": used,
+        "maxmemoryBytes": limit,
+        "usagePercent": usage,
+    }
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """:func:`queue_state`'s reading: per-queue counts and age, worker counts (or why there are none), memory."""
+
+    queues: dict[str, dict[str, Any]]
+    workers: dict[str, int] | None
+    workers_error: str | None
+    redis: dict[str, Any]
+
+
+def queue_state(client: Any, prefix: str, queues: Iterable[str], cluster: bool = False) -> QueueState:
+    """Counts and the oldest waiting job's age of every queue, its live Workers, and Redis memory.
+
+    * Counts and ages: :func:`job_counts`'s script. ``oldestWaitingAgeSeconds`` (0.1 s) is the age of the job
+      that has waited longest in ``wait``, ``paused`` (bullmq 5's paused layout; bullmq 6 leaves a paused queue's
+      jobs in ``wait``) and ``prioritized``, None when none waits (delayed jobs and parents waiting for children
+      are not waiting). A job waits since the later of its ``timestamp`` (when it was added) and ``processedOn``
+      (a retried job: its last start). Bounded per queue, so the call costs the same with a million jobs: bullmq
+      pushes a ready job at the head of a list (``LPUSH``) and takes it from the tail, so the 10 jobs at each
+      list's tail are read (the oldest is among them unless more than 10 ``lifo`` jobs or jobs added with an
+      older ``timestamp`` option sit behind it); in ``prioritized`` jobs of one priority are in the order they
+      were added (score ``priority * 2^32 + counter``), so the first job of each priority level is read, for the
+      10 most urgent levels in use (exact with up to 10 distinct priorities). Jobs promoted from ``delayed``
+      keep their ``timestamp``: they count from when they were added. Ages are measured on the Redis server's
+      clock (``TIME`` inside the script) against timestamps the producers' clocks wrote (``Date.now()``): one
+      clock for every reader (the health routes and the sweep, in any execution environment), read in the same
+      atomic step as the jobs, with no network time in between; a clock skew between producer and Redis shows
+      as age (negative ages read 0).
+    * Workers: ``{queue: n}`` as Node's ``Queue.getWorkersCount()`` counts them (:func:`count_workers`) from one
+      ``CLIENT LIST``; on Redis Cluster from every primary, taking per queue the node with the most matching
+      connections (what bullmq does: a Worker's connections are named on each node it talks to, so nodes are
+      not added). ``workers`` None and ``workers_error`` the reason when the server refuses ``CLIENT LIST``
+      (renamed or disabled, an ACL without ``client|list``, a managed service); bullmq itself then answers a
+      placeholder list of one.
+    * ``redis``: :func:`redis_memory` of ``INFO memory`` (on Cluster: of the node holding the queues' slot).
+
+    A single server gets the three commands in one pipeline: one round trip (plus one ``SCRIPT LOAD`` the
+    first time a server sees the script). A connection failure or timeout raises ``redis.RedisError``;
+    a refused ``CLIENT LIST`` or ``INFO`` does not.
+    """
+    names = list(dict.fromkeys(queues))
+    keys = _script_keys(prefix, names)
+    script = _counts_script(client)
+    if cluster:
+        replies = script(keys=keys, client=client) if names else []
+        client_lists, info = _cluster_extras(client, keys[0] if keys else queue_key(prefix, "x", "meta"))
+    else:
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys)
+        pipe.execute_command("CLIENT", "LIST")
+        pipe.execute_command("INFO", "memory")
+        replies, client_list, info = pipe.execute(raise_on_error=False)
+        if isinstance(replies, redis.exceptions.NoScriptError):
+            replies = script(keys=keys, client=client)  # loads it, then EVALSHA again
+        elif isinstance(replies, Exception):
+            raise replies
+        client_lists = client_list if isinstance(client_list, Exception) else [client_list]
+    if isinstance(client_lists, Exception):
+        workers, error = None, _refusal(client_lists)
+    else:
+        per_node = [count_workers(reply, prefix, names) for reply in client_lists]
+        workers, error = {name: max((node[name] for node in per_node), default=0) for name in names}, None
+    return QueueState(_readings(names, replies), workers, error, redis_memory(info))
+
+
+def _cluster_extras(client: Any, slot_key: str) -> tuple[list[Any] | Exception, Any]:
+    """``CLIENT LIST`` of every primary and ``INFO memory`` of the node serving ``slot_key`` (an error each
+    when refused)."""
+    try:
+        replies = client.execute_command("CLIENT", "LIST", target_nodes="primaries")
+        client_lists: list[Any] | Exception = list(replies.values()) if isinstance(replies, dict) else [replies]
+    except redis.ResponseError as exc:
+        client_lists = exc
+    try:
+        info: Any = client.execute_command("INFO", "memory", target_nodes=client.get_node_from_key(slot_key))
+    except redis.ResponseError as exc:
+        info = exc
+    return client_lists, info

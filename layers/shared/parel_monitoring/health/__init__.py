@@ -83,6 +83,8 @@ def _db_problems(result: dict[str, Any]) -> list[str]:
 
 
 def _queue_problems(result: dict[str, Any]) -> list[str]:
+    if result.get("reasons"):  # the check's own list: one line per rule that fired
+        return [str(reason) for reason in result["reasons"]]
     problems = []
     thresholds = result.get("thresholds") or {}
     lag, failure = thresholds.get("highPriorityLag") or {}, thresholds.get("failureRate") or {}
