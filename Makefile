@@ -65,12 +65,16 @@ $(CHECKOV_DIR)/.installed: requirements-checkov.txt
 # first); changed build rules also bypass SAM's cache (.aws-sam/cache keys the layer on its sources only).
 BUILD_INPUTS := template.yaml $(shell find functions layers build -type f ! -path '*/__pycache__/*' ! -name '*.pyc' 2>/dev/null)
 build: $(LOCAL_BUILD_DIR)/.built
+# The contract OpenApiFunction serves: openapi.yaml as JSON (no YAML parser in Lambda). Committed too, so a plain
+# `sam build` ships it; tests/unit/test_openapi.py fails when the copy differs from openapi.yaml.
+functions/openapi/openapi.json: openapi.yaml tools/openapi_contract.py | $(VENV)/.installed
+	PYTHONPATH=tools $(PY) tools/openapi_contract.py --json > $@.tmp && mv $@.tmp $@
 $(LOCAL_BUILD_DIR)/.built: $(VENV)/.installed $(BUILD_INPUTS)
 	sam build --build-dir $(LOCAL_BUILD_DIR) --parameter-overrides Architecture=$(LOCAL_ARCH) \
 		$(if $(filter build/%,$?),--no-cached)
 	@touch $@
 
-build-deploy: venv
+build-deploy: venv functions/openapi/openapi.json
 	sam build
 
 deploy: build-deploy

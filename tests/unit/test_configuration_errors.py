@@ -19,7 +19,7 @@ SCENARIO = Path(__file__).with_name("configuration_scenario.py")
 # function directory -> the events it is invoked with
 EVENTS = {
     "health_app": ["health-app"], "health_db": ["health-db"], "health_queue": ["health-queue"],
-    "health": ["health"], "dashboard": ["dashboard"], "admin_authorizer": ["admin-authorizer"],
+    "health": ["health"], "dashboard": ["dashboard"], "openapi": ["openapi"], "admin_authorizer": ["admin-authorizer"],
     "alerts": ["alerts-api", "sns-alert"], "heal": ["heal-api", "heal-schedule"], "monitor": ["monitor-schedule"],
     "probe": ["probe-schedule"],
 }  # fmt: skip

@@ -76,7 +76,7 @@ HEALTH_FUNCTIONS = {  # function -> the event its route receives
 }
 # The one right status of each read-only route with every service unreachable (``unreachable_env``): the app
 # check and the page need no service; the others report their unreachable PostgreSQL/Redis as 503.
-READ_ONLY_STATUS = {"HealthAppFunction": 200, "DashboardFunction": 200, "HealthDbFunction": 503,
+READ_ONLY_STATUS = {"HealthAppFunction": 200, "DashboardFunction": 200, "OpenApiFunction": 200, "HealthDbFunction": 503,
                     "HealthQueueFunction": 503, "HealthFunction": 503,
                     # no probe target configured: nothing is down, and no availability to read from CloudWatch
                     "HealthUptimeFunction": 200, "AdminUptimeFunction": 200}  # fmt: skip

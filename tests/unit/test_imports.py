@@ -25,6 +25,7 @@ NEEDS: dict[str, set[str]] = {
     "AdminUptimeFunction": set(),  # boto3 at the first request only (an admin-only route)
     "AlertsFunction": {"requests", "urllib3", "redis"},
     "DashboardFunction": set(),
+    "OpenApiFunction": set(),
     "MonitorFunction": {"psycopg", "redis"},
     "ProbeFunction": set(),  # the standard library's socket, ssl and http.client only
 }

@@ -257,7 +257,7 @@ def throttling_problems(template: dict[str, Any]) -> list[str]:
 
 
 def test_the_stage_and_every_public_route_are_throttled_by_parameters():
-    assert len(public_routes(TEMPLATE)) == 6  # five health routes and the monitoring page
+    assert len(public_routes(TEMPLATE)) == 7  # five health routes, the monitoring page and the contract
     assert not throttling_problems(TEMPLATE)
 
 
