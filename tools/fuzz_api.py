@@ -7,10 +7,13 @@ Slack and Discord (the alerts route delivers there), and a random admin token th
 contract names the ``adminToken`` scheme (tools/schemathesis.toml). Requests that find every execution
 environment of a function busy wait for one instead of being throttled, so the answers are the functions' own.
 
-Checks: ``not_a_server_error`` (a documented 503 allowed), ``status_code_conformance``,
+Checks (``CHECKS``): ``not_a_server_error`` (a documented 503 allowed), ``status_code_conformance``,
 ``content_type_conformance``, ``response_headers_conformance``, ``response_schema_conformance``,
-``negative_data_rejection`` and ``ignored_auth`` (an admin route answered without the token or with a wrong one).
-Exits non-zero on any failure or error, the reproduction (curl) printed by Schemathesis.
+``negative_data_rejection`` (input the contract forbids is a 4xx), ``positive_data_acceptance``,
+``missing_required_header`` and ``ignored_auth`` (an admin route called without the token or with a wrong one).
+Not ``unsupported_method``: it wants 405 for a method no route has, where API Gateway answers 404 (so does the
+local API); nor the stateful checks (the contract has no links). Exits non-zero on any failure or error, each
+printed by Schemathesis with its reproduction (curl, the token filtered).
 
     PYTHONPATH=layers/shared:tests:tools .venv/bin/python tools/fuzz_api.py [--max-examples N] [--workers N]
         [--seed N] [--phases examples,coverage,fuzzing]
@@ -44,6 +47,8 @@ CHECKS = (
     "response_headers_conformance",
     "response_schema_conformance",
     "negative_data_rejection",
+    "positive_data_acceptance",
+    "missing_required_header",
     "ignored_auth",
 )
 PHASES = ("examples", "coverage", "fuzzing")
