@@ -27,6 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,19 @@ class Invocation:
     logs: list[str]
 
 
+# Called with (spec, event, invocation) after every invocation of any Emulator (the e2e tier checks each API
+# answer against openapi.yaml this way); an observer must not raise.
+_observers: list[Callable[[FunctionSpec, Any, Invocation], None]] = []
+
+
+def add_observer(observer: Callable[[FunctionSpec, Any, Invocation], None]) -> None:
+    _observers.append(observer)
+
+
+def remove_observer(observer: Callable[[FunctionSpec, Any, Invocation], None]) -> None:
+    _observers.remove(observer)
+
+
 class Emulator:
     """One warm execution environment of one function (start, invoke..., stop)."""
 
@@ -329,7 +343,10 @@ class Emulator:
         except ValueError:
             payload = raw.decode("utf-8", "replace")
         logs = [line for line in lines if "(rapid)" not in line and not line.startswith(("START ", "END ", "REPORT "))]
-        return Invocation(payload, raw, report, float(duration[1]) if duration else None, init, logs)
+        invocation = Invocation(payload, raw, report, float(duration[1]) if duration else None, init, logs)
+        for observer in tuple(_observers):
+            observer(self.spec, event, invocation)
+        return invocation
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -501,6 +501,19 @@ class _Environments:
             emulator.stop()
 
 
+# Called with (api, request, response) for every answer of any LocalApi, the gateway's own (401, 404, 429, ...)
+# included (the e2e tier checks each against openapi.yaml); an observer must not raise.
+_observers: list[Callable[[LocalApi, Request, Response], None]] = []
+
+
+def add_observer(observer: Callable[[LocalApi, Request, Response], None]) -> None:
+    _observers.append(observer)
+
+
+def remove_observer(observer: Callable[[LocalApi, Request, Response], None]) -> None:
+    _observers.remove(observer)
+
+
 class LocalApi:
     """The template's HttpApi on ``host:port`` (0: any free port)."""
 
@@ -595,6 +608,8 @@ class LocalApi:
         request_id = new_request_id()
         response = self._route(request, request_id)
         response.headers.append(("apigw-requestid", request_id))
+        for observer in tuple(_observers):
+            observer(self, request, response)
         return response
 
     def _route(self, request: Request, request_id: str) -> Response:
