@@ -9,11 +9,12 @@ from heal_support import budget_for_batches, connect, database_for, rows
 from nextauth_schema import create_drizzle_schema, create_pg_adapter_schema, create_prisma_schema
 from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.orphans import OrphanSettings, clean_orphaned_records
-from parel_monitoring.heal.tables import PRIMARY_KEY, UNIQUE_KEY
+from parel_monitoring.heal.tables import PRIMARY_KEY, TID_RANGE, UNIQUE_KEY
 from parel_monitoring.settings import ConfigurationError
 
 USERS = [f"user-{number}" for number in range(1, 7)]
 DELETED_USERS = {"user-2", "user-5"}  # deleted with plain SQL: under relationMode = "prisma" nothing cascades
+PG13 = 130000  # server_version_num of a server without Tid Range Scans: the key walks
 SESSION_RULE = {"table": "Session", "column": "userId", "parentTable": "User", "parentColumn": "id"}
 
 
@@ -79,10 +80,14 @@ def relation_mode_url(database_url):
     return database_url
 
 
-def test_default_rules_delete_exactly_the_orphans(relation_mode_url, monkeypatch):
+@pytest.mark.parametrize("server", [None, PG13], ids=["this-server", "before-14"])
+def test_default_rules_delete_exactly_the_orphans(relation_mode_url, monkeypatch, server):
+    """PostgreSQL 14+ (the tests' server is 15) walks each child table in physical order; planned as for 13,
+    along the child's primary key or NOT NULL unique key."""
     with connect(relation_mode_url) as conn:
         before = snapshot(conn)
-    result = clean_orphaned_records(database_for(relation_mode_url), settings_from(monkeypatch), Budget())
+    settings = settings_from(monkeypatch)
+    result = clean_orphaned_records(database_for(relation_mode_url), settings, Budget(), server_version=server)
     assert result["count"] == 2 * 3 + 2 + 2 and result["partial"] is False
     assert [(rule["table"], rule["deleted"], rule["skipped"]) for rule in result["rules"]] == [
         ("public.Session", 6, None),
@@ -90,13 +95,15 @@ def test_default_rules_delete_exactly_the_orphans(relation_mode_url, monkeypatch
         ("public.Authenticator", 2, None),
     ]
     assert result["layout"] == "prisma" and result["skipped"] == []
+    walks = [(UNIQUE_KEY, ["sessionToken"]), (PRIMARY_KEY, ["provider", "providerAccountId"])]
+    if server is None:
+        walks = [(TID_RANGE, ["ctid"])] * 2
+    position = None if server else {"pages": 1, "startedAt": 0, "stoppedAt": None, "note": None, "kept": None}
     assert result["rules"][0] | {"deleted": 0} == {
         "table": "public.Session", "column": "userId", "parentTable": "public.User", "parentColumn": "id",
-        "deleted": 0, "skipped": None, "strategy": UNIQUE_KEY, "key": ["sessionToken"],
+        "deleted": 0, "skipped": None, "strategy": walks[0][0], "key": walks[0][1], "position": position,
     }  # fmt: skip
-    assert (result["rules"][1]["strategy"], result["rules"][1]["key"]) == (
-        PRIMARY_KEY, ["provider", "providerAccountId"]
-    )  # fmt: skip
+    assert (result["rules"][1]["strategy"], result["rules"][1]["key"]) == walks[1]
     with connect(relation_mode_url) as conn:
         after = snapshot(conn)
     assert after == {
@@ -314,9 +321,9 @@ def test_the_drizzle_layout_follows_its_tables(database_url, monkeypatch):
     result = clean_orphaned_records(database_for(database_url), settings_from(monkeypatch), Budget())
     assert (result["layout"], result["skipped"]) == ("drizzle", [])
     assert [(rule["table"], rule["deleted"], rule["strategy"], rule["key"]) for rule in result["rules"]] == [
-        ("public.session", 3, PRIMARY_KEY, ["sessionToken"]),
-        ("public.account", 1, PRIMARY_KEY, ["provider", "providerAccountId"]),
-        ("public.authenticator", 1, PRIMARY_KEY, ["userId", "credentialID"]),
+        ("public.session", 3, TID_RANGE, ["ctid"]),
+        ("public.account", 1, TID_RANGE, ["ctid"]),
+        ("public.authenticator", 1, TID_RANGE, ["ctid"]),
     ]
     with connect(database_url) as conn:
         assert rows(conn, "session", "userId") == rows(conn, "account", "userId") == {"u3"}

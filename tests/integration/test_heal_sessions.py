@@ -24,7 +24,7 @@ from parel_monitoring.heal.sessions import (
     explain_session_batch,
     heal_stale_sessions,
 )
-from parel_monitoring.heal.tables import EXPIRES_INDEX, PRIMARY_KEY, UNIQUE_KEY, Relation
+from parel_monitoring.heal.tables import EXPIRES_INDEX, PRIMARY_KEY, TID_RANGE, UNIQUE_KEY, Relation
 from parel_monitoring.settings import ConfigurationError
 from polling import wait_until
 
@@ -33,8 +33,11 @@ PRISMA = SessionSettings(AuthTablesSettings("prisma"))
 PG_ADAPTER = SessionSettings(AuthTablesSettings("pg-adapter"))
 AUTO = SessionSettings(AuthTablesSettings("auto"))
 BATCHES_OF_100 = dataclasses.replace(PRISMA, batch_size=100)
-# The Prisma adapter's "Session" has no primary key: without the expires index, its unique "sessionToken"
-STRATEGIES = [UNIQUE_KEY, EXPIRES_INDEX]
+# Without the expires index, PostgreSQL 14+ walks the table in physical order (the tests' server is 15); planned
+# as for PostgreSQL 13 (server_version), the Prisma adapter's "Session" is walked along its unique "sessionToken"
+PG13 = 130000
+STRATEGIES = [TID_RANGE, EXPIRES_INDEX, UNIQUE_KEY]
+SERVER = {UNIQUE_KEY: PG13}  # strategy -> the server_version_num to plan for (None: the server's)
 SESSION_VARIABLES = (
     "SESSION_SCHEMA", "SESSION_TABLE", "SESSION_EXPIRES_COLUMN", "SESSION_BATCH_SIZE", "AUTH_TABLES_SCHEMA",
     "VERIFICATION_TOKEN_TABLE", "VERIFICATION_TOKEN_EXPIRES_COLUMN",
@@ -127,17 +130,18 @@ def test_exactly_the_expired_sessions_and_tokens_go(prisma_url):
     assert now <= cutoff <= finished < now + timedelta(minutes=1), (now, result["cutoff"], finished)
     assert result["count"] == 3 and result["verificationTokens"] == 1 and result["partial"] is False
     assert (result["layout"], result["table"], result["strategy"], result["key"]) == (
-        "prisma", "public.Session", UNIQUE_KEY, ["sessionToken"]
+        "prisma", "public.Session", TID_RANGE, ["ctid"]
     )  # fmt: skip
     assert result["verificationTable"] == "public.VerificationToken" and result["skipped"] == []
-    assert (result["verificationStrategy"], result["verificationKey"]) == (PRIMARY_KEY, ["identifier", "token"])
+    assert (result["verificationStrategy"], result["verificationKey"]) == (TID_RANGE, ["ctid"])
+    assert result["position"] == {"pages": 1, "startedAt": 0, "stoppedAt": None, "note": None, "kept": None}
     with connect(prisma_url) as conn:
         assert ids(conn) == {"live-next-minute", "live-hour", "live-month"}
         assert ids(conn, "VerificationToken", "token") == {"fresh"}
         assert ids(conn, "User", "id") == {"user-1"}
 
 
-@pytest.mark.parametrize("indexed", [False, True], ids=["keyset", "expires-index"])
+@pytest.mark.parametrize("indexed", [False, True], ids=["tid-range", "expires-index"])
 @pytest.mark.parametrize("zone", ["America/New_York", "Asia/Tokyo"])
 @pytest.mark.parametrize("schema", ["prisma", "pg-adapter"])
 def test_the_cutoff_is_utc_whatever_the_session_time_zone(database_url, zone, schema, indexed):
@@ -160,7 +164,7 @@ def test_the_cutoff_is_utc_whatever_the_session_time_zone(database_url, zone, sc
             )
     if indexed:
         add_expires_index(database_url, schema)
-    strategy = EXPIRES_INDEX if indexed else UNIQUE_KEY if schema == "prisma" else PRIMARY_KEY
+    strategy = EXPIRES_INDEX if indexed else TID_RANGE
     database = database_for(database_url)
     assert database.run(lambda conn: conn.execute("SHOW TimeZone").fetchone()[0]) == zone
     settings = dataclasses.replace(AUTO, batch_size=2)
@@ -177,12 +181,20 @@ def test_batches_of_100_delete_1000_expired_sessions(prisma_url, strategy):
         live = {sid for sid in ids(conn) if sid.endswith("-live")}
     use_strategy(prisma_url, strategy)
     durations: list[float] = []
-    result = heal_stale_sessions(database_for(prisma_url), BATCHES_OF_100, Budget(), on_batch=durations.append)
+    result = heal_stale_sessions(
+        database_for(prisma_url),
+        BATCHES_OF_100,
+        Budget(),
+        on_batch=durations.append,
+        server_version=SERVER.get(strategy),
+    )
     assert result["strategy"] == strategy and result["count"] == 1000 and result["partial"] is False
-    # expires-index: 10 batches of 99 (up to the 100th expiry), then the last 10; unique-key: 15 chunks of 100
-    # rows, then an empty one
-    session_batches = 11 if strategy == EXPIRES_INDEX else 16
-    assert result["batches"] == session_batches + 1  # + the (empty) verification tokens
+    if strategy == EXPIRES_INDEX:  # 10 batches of 99 (up to the 100th expiry), then the last 10
+        assert result["batches"] == 11 + 1  # + the (empty) verification tokens
+    elif strategy == UNIQUE_KEY:  # 15 chunks of 100 rows, then an empty one; the tokens' primary key
+        assert result["batches"] == 16 + 1
+    else:  # slices of pages sized to about 100 expired rows each (at most twice the last slice's pages)
+        assert result["batches"] >= 1000 // 200 + 1
     assert len(durations) == result["batches"] and all(0 < seconds < 5 for seconds in durations)
     with connect(prisma_url) as conn:
         assert ids(conn) == live
@@ -195,10 +207,11 @@ def test_a_tiny_budget_is_partial_and_a_later_run_finishes(prisma_url, strategy)
         live = {sid for sid in ids(conn) if sid.endswith("-live")}
     use_strategy(prisma_url, strategy)
     database = database_for(prisma_url)
-    first = heal_stale_sessions(database, BATCHES_OF_100, budget_for_batches(3))
+    version = SERVER.get(strategy)
+    first = heal_stale_sessions(database, BATCHES_OF_100, budget_for_batches(3), server_version=version)
     assert first["partial"] is True and first["batches"] == 3
-    assert 0 < first["count"] < 300
-    second = heal_stale_sessions(database, BATCHES_OF_100, Budget())
+    assert 0 < first["count"] < (1000 if strategy == TID_RANGE else 300)
+    second = heal_stale_sessions(database, BATCHES_OF_100, Budget(), server_version=version)
     assert second["partial"] is False and first["count"] + second["count"] == 1000
     with connect(prisma_url) as conn:
         assert ids(conn) == live
@@ -211,7 +224,9 @@ def test_dry_run_counts_and_changes_nothing(prisma_url, strategy):
         conn.execute("""INSERT INTO "VerificationToken" VALUES ('a@example.com', 't', now() - interval '1 day')""")
         before = ids(conn)
     use_strategy(prisma_url, strategy)
-    result = heal_stale_sessions(database_for(prisma_url), BATCHES_OF_100, Budget(), dry_run=True)
+    result = heal_stale_sessions(
+        database_for(prisma_url), BATCHES_OF_100, Budget(), dry_run=True, server_version=SERVER.get(strategy)
+    )
     assert result["count"] == 700 and result["verificationTokens"] == 1 and result["strategy"] == strategy
     with connect(prisma_url) as conn:
         assert ids(conn) == before and ids(conn, "VerificationToken", "token") == {"t"}
@@ -223,9 +238,12 @@ def test_one_batch_never_seq_scans_a_big_table(prisma_url, strategy):
         add_generated_sessions(conn, expired=25_000, live=25_000)
         conn.execute('ANALYZE "Session"')
     use_strategy(prisma_url, strategy)
-    reported, plan = explain_session_batch(database_for(prisma_url), PRISMA)
+    reported, plan = explain_session_batch(database_for(prisma_url), PRISMA, SERVER.get(strategy))
     assert reported == strategy
     assert "Seq Scan" not in plan, plan
+    if strategy == TID_RANGE:  # a slice of pages, no index
+        assert 'Tid Range Scan on "Session" target' in plan and "TID Cond: ((ctid >= '(0,0)'::tid)" in plan, plan
+        return
     index = "Session_expires_idx" if strategy == EXPIRES_INDEX else "Session_sessionToken_key"
     # the delete itself: an index range scan, or a bitmap scan of the same range
     assert f'Index Scan using "{index}" on "Session" target' in plan or f'Bitmap Index Scan on "{index}"' in plan, plan
@@ -254,7 +272,7 @@ def test_the_migration_is_idempotent_and_an_invalid_index_is_ignored(prisma_url)
     assert explain_session_batch(database, PRISMA)[0] == EXPIRES_INDEX
     with connect(prisma_url) as conn:  # what a failed CREATE INDEX CONCURRENTLY leaves behind
         conn.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = '\"Session_expires_idx\"'::regclass")
-    assert explain_session_batch(database, PRISMA)[0] == UNIQUE_KEY
+    assert explain_session_batch(database, PRISMA)[0] == TID_RANGE
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -266,8 +284,8 @@ def test_a_session_extended_while_the_batch_waits_for_its_row_lock_stays(prisma_
     results: list[dict] = []
     with psycopg.connect(prisma_url) as app:  # an app transaction holding the row lock
         app.execute("""UPDATE "Session" SET expires = expires + interval '1 minute' WHERE "sessionToken" = 'busy'""")
-        heal = threading.Thread(target=lambda: results.append(
-            heal_stale_sessions(database_for(prisma_url), PRISMA, Budget())))  # fmt: skip
+        heal = threading.Thread(target=lambda: results.append(heal_stale_sessions(
+            database_for(prisma_url), PRISMA, Budget(), server_version=SERVER.get(strategy))))  # fmt: skip
         heal.start()
         with connect(prisma_url) as observer:
             waiting = (
@@ -378,7 +396,8 @@ def test_malformed_settings_name_their_variable(monkeypatch, variable, value):
 # --------------------------------------------------------------------------- SESSION_SCHEMA=auto
 
 LAYOUTS = {
-    # fixture -> (layout, session table, its walk and key, verification table, its walk and key)
+    # fixture -> (layout, session table, its walk and key, verification table, its walk and key), the key
+    # walks (PostgreSQL before 14); from 14 on both tables are walked by tid-range
     "prisma": ("prisma", "Session", UNIQUE_KEY, ["sessionToken"], "VerificationToken", PRIMARY_KEY,
                ["identifier", "token"]),
     "kysely": ("prisma", "Session", PRIMARY_KEY, ["id"], "VerificationToken", UNIQUE_KEY, ["token"]),
@@ -426,13 +445,16 @@ def seed_expiring(conn: psycopg.Connection, fixture: str, schema: str = "public"
     conn.execute("RESET search_path")
 
 
+@pytest.mark.parametrize("server", [None, PG13], ids=["this-server", "before-14"])
 @pytest.mark.parametrize("fixture", LAYOUTS)
-def test_auto_finds_each_adapters_default_layout(database_url, fixture):
+def test_auto_finds_each_adapters_default_layout(database_url, fixture, server):
     layout, session, strategy, key, tokens, token_strategy, token_key = LAYOUTS[fixture]
+    if server is None:
+        strategy, key, token_strategy, token_key = TID_RANGE, ["ctid"], TID_RANGE, ["ctid"]
     with connect(database_url) as conn:
         CREATE[fixture](conn)
         seed_expiring(conn, fixture)
-    result = heal_stale_sessions(database_for(database_url), AUTO, Budget())
+    result = heal_stale_sessions(database_for(database_url), AUTO, Budget(), server_version=server)
     assert (result["count"], result["verificationTokens"], result["skipped"]) == (2, 2, [])
     assert (result["layout"], result["table"], result["strategy"], result["key"]) == (
         layout, f"public.{session}", strategy, key

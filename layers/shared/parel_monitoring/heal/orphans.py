@@ -14,9 +14,14 @@ then ``incomplete``).
 Every rule is checked against the catalog, and its delete planned, before anything is deleted: a configured
 rule naming an unknown table or column, or comparing types that cannot be compared, raises
 :class:`ConfigurationError` naming ``ORPHAN_RULES`` (never echoing its values). Names are only ever used
-quoted (``psycopg.sql.Identifier``). Each child table is walked in the order of its primary key, or of a NOT
-NULL unique key (``strategy`` and ``key`` of each rule), ``ORPHAN_BATCH_SIZE`` rows per batch and transaction,
-so no batch scans the whole table (see :mod:`.sessions`).
+quoted (``psycopg.sql.Identifier``). Each child table is walked (``strategy`` and ``key`` of each rule), a
+batch per transaction, so no batch scans the whole table (see :mod:`.tables`): on PostgreSQL 14 and later in
+physical order (``tid-range``: slices of pages sized to about 30 ms and ``ORPHAN_BATCH_SIZE`` orphans, resumed
+by the next run after a partial one, ``position`` of the rule); on older servers in the order of its primary
+key, or of a NOT NULL unique key, ``ORPHAN_BATCH_SIZE`` rows per batch. Every child row is checked against its
+parent through the parent's key index either way, so only the order of the child's reads differs: with a
+random key (the Prisma ``"Session"``'s token, ``"Account"``'s provider ids) the key walk reads the child's
+pages in random order, the tid-range walk once each in order, and it needs no key.
 """
 
 from __future__ import annotations
@@ -33,7 +38,18 @@ from psycopg import sql
 from parel_monitoring.db import Database
 from parel_monitoring.heal.authjs import USER_COLUMNS, AuthTablesSettings, Layout, detect_layout
 from parel_monitoring.heal.budget import Budget
-from parel_monitoring.heal.tables import DEFAULT_BATCH_SIZE, KeysetWalk, Relation, find_table, run_walk
+from parel_monitoring.heal.positions import PositionStore, run_resumable
+from parel_monitoring.heal.tables import (
+    DEFAULT_BATCH_SIZE,
+    TID_RANGE,
+    KeysetWalk,
+    Relation,
+    TidRangeWalk,
+    Walk,
+    choose_strategy,
+    find_table,
+    first_span,
+)
 from parel_monitoring.settings import ConfigurationError, env_int, env_str
 
 VARIABLE = "ORPHAN_RULES"
@@ -124,7 +140,9 @@ class OrphanSettings:
         )
 
 
-def _walk(conn: psycopg.Connection, rule: OrphanRule, batch_size: int) -> tuple[OrphanRule, KeysetWalk | str]:
+def _walk(
+    conn: psycopg.Connection, rule: OrphanRule, batch_size: int, server_version: int
+) -> tuple[OrphanRule, Walk | str]:
     """``rule`` with its tables' schemas resolved, and the walk that deletes its orphans or why this database
     cannot run it."""
     child = find_table(conn, rule.table)
@@ -134,8 +152,9 @@ def _walk(conn: psycopg.Connection, rule: OrphanRule, batch_size: int) -> tuple[
         return rule, "column names no column of the table"
     if lacking := [column for column in rule.child_columns if column not in child.columns]:
         return rule, f"table lacks {', '.join(lacking)}: not an Auth.js table"
-    if not child.key:
-        return rule, "table has neither a primary key nor a NOT NULL unique key"
+    strategy = choose_strategy(server_version, False, child.key_kind)
+    if strategy is None:
+        return rule, "table has neither a primary key nor a NOT NULL unique key (PostgreSQL before 14)"
     parent = find_table(conn, rule.parent_table, kinds="rp")
     if parent is None:
         return rule, "parentTable names no table in the database"
@@ -144,7 +163,19 @@ def _walk(conn: psycopg.Connection, rule: OrphanRule, batch_size: int) -> tuple[
     if lacking := [column for column in rule.parent_columns if column not in parent.columns]:
         return rule, f"parentTable lacks {', '.join(lacking)}: not an Auth.js user table"
     rule = dataclasses.replace(rule, table=child.relation, parent_table=parent.relation)
-    walk = KeysetWalk(rule.table, child.key, rule.orphaned, batch_size, child.key_kind)
+    walk: Walk
+    if strategy == TID_RANGE:
+        walk = TidRangeWalk(
+            rule.table,
+            rule.orphaned,
+            child.pages,
+            batch_size,
+            first_span(child, batch_size),
+            oid=child.oid,
+            filenode=child.relfilenode,
+        )
+    else:
+        walk = KeysetWalk(rule.table, child.key, rule.orphaned, batch_size, strategy)
     try:
         with conn.transaction():  # a savepoint: planning the delete checks that the types can be compared
             walk.explain(conn)
@@ -156,36 +187,46 @@ def _walk(conn: psycopg.Connection, rule: OrphanRule, batch_size: int) -> tuple[
 @dataclass(frozen=True)
 class _Plan:
     layout: str | None
-    walks: list[tuple[OrphanRule, KeysetWalk | str]]
+    walks: list[tuple[OrphanRule, Walk | str]]
+    database: str = ""  # the database's name (it keys the walks' positions)
 
 
-def _plan(conn: psycopg.Connection, settings: OrphanSettings) -> _Plan:
+def _plan(conn: psycopg.Connection, settings: OrphanSettings, server_version: int | None = None) -> _Plan:
     """Every rule's walk or, for a default rule this database lacks, why it is skipped (configured: raises)."""
+    database = conn.execute("SELECT current_database()").fetchone()[0]
+    version = server_version or conn.info.server_version
     if settings.rules is not None:
-        walks = [_walk(conn, rule, settings.batch_size) for rule in settings.rules]
+        walks = [_walk(conn, rule, settings.batch_size, version) for rule in settings.rules]
         for number, (_, walk) in enumerate(walks, 1):
             if isinstance(walk, str):
                 raise ConfigurationError(VARIABLE, f"rule {number}: {walk}")
-        return _Plan(None, walks)
+        return _Plan(None, walks, database)
     layout = detect_layout(conn, settings.tables)
     if layout is None:
-        return _Plan(None, [])
+        return _Plan(None, [], database)
     rules = default_rules(layout, settings.tables)
-    return _Plan(layout.name, [_walk(conn, rule, settings.batch_size) for rule in rules])
+    return _Plan(layout.name, [_walk(conn, rule, settings.batch_size, version) for rule in rules], database)
 
 
 NO_LAYOUT = "no Auth.js layout detected and ORPHAN_RULES unset: no rules to run"
 
 
 def clean_orphaned_records(
-    db: Database, settings: OrphanSettings, budget: Budget, dry_run: bool = False
+    db: Database,
+    settings: OrphanSettings,
+    budget: Budget,
+    dry_run: bool = False,
+    positions: PositionStore | None = None,
+    server_version: int | None = None,
 ) -> dict[str, Any]:
-    """Delete (count, in a dry run) the orphans of every rule, in order, within ``budget``."""
-    plan = db.run(functools.partial(_plan, settings=settings))
+    """Delete (count, in a dry run) the orphans of every rule, in order, within ``budget``; ``positions``:
+    where ``tid-range`` walks resume and record where they stopped (None: from page 0); ``server_version``:
+    plan the walks as for that ``server_version_num`` (tests: older servers' walks)."""
+    plan = db.run(functools.partial(_plan, settings=settings, server_version=server_version))
     total, partial, rules = 0, False, []
     skipped = [] if plan.walks or settings.configured else [NO_LAYOUT]
     for rule, walk in plan.walks:
-        deleted, skip, strategy, key = 0, None, None, None
+        deleted, skip, strategy, key, position = 0, None, None, None, None
         if isinstance(walk, str):
             skip = walk
             if rule.required:
@@ -195,8 +236,17 @@ def clean_orphaned_records(
             if partial:
                 skip = BUDGET_EXHAUSTED
             else:
-                progress = run_walk(db, walk, budget, dry_run)
+                progress, position = run_resumable(db, walk, budget, dry_run, positions, plan.database)
                 deleted, partial = progress.count, progress.partial
         total += deleted
-        rules.append({**rule.describe(), "deleted": deleted, "skipped": skip, "strategy": strategy, "key": key})
+        rules.append(
+            {
+                **rule.describe(),
+                "deleted": deleted,
+                "skipped": skip,
+                "strategy": strategy,
+                "key": key,
+                "position": position,
+            }
+        )
     return {"count": total, "partial": partial, "layout": plan.layout, "rules": rules, "skipped": skipped}

@@ -26,6 +26,7 @@ from parel_monitoring.heal.budget import Budget
 from parel_monitoring.heal.jobs import StuckJobSettings, heal_stuck_jobs
 from parel_monitoring.heal.options import ROUTINES, HealOptions
 from parel_monitoring.heal.orphans import OrphanSettings, clean_orphaned_records
+from parel_monitoring.heal.positions import PositionStore
 from parel_monitoring.heal.sessions import SessionSettings, heal_stale_sessions
 from parel_monitoring.logs import create_logger
 from parel_monitoring.scrub import safe_reason
@@ -212,10 +213,15 @@ class _RedisLock(_RunLock):
 def _routine_calls(
     settings: HealSettings, database: Database, client: redis.Redis, options: HealOptions, budget: Budget
 ) -> dict[str, Callable[[], dict[str, Any]]]:
+    positions = PositionStore(client)  # where a partial tid-range walk stopped: the next run resumes there
     return {
-        "sessions": lambda: heal_stale_sessions(database, settings.sessions, budget, options.dry_run),
+        "sessions": lambda: heal_stale_sessions(
+            database, settings.sessions, budget, options.dry_run, positions=positions
+        ),
         "jobs": lambda: heal_stuck_jobs(client, settings.jobs, budget, options.dry_run, options.force),
-        "orphans": lambda: clean_orphaned_records(database, settings.orphans, budget, options.dry_run),
+        "orphans": lambda: clean_orphaned_records(
+            database, settings.orphans, budget, options.dry_run, positions=positions
+        ),
     }
 
 

@@ -12,19 +12,23 @@ Time: one cutoff, the database's ``now()`` at the start of the run. A ``timestam
 compared with it directly; a ``timestamp without time zone`` column (Prisma's ``TIMESTAMP(3)``) holds UTC, so
 it is compared with the cutoff ``AT TIME ZONE 'UTC'``, whatever the session's ``TimeZone``.
 
-Batches (``SESSION_BATCH_SIZE``, at most that many rows each): each one its own short transaction, bounded
-by the statement timeout. A batch first reads where its range ends, then deletes that range through an
-index, so no batch scans the whole table and every row is read once:
+Batches (``SESSION_BATCH_SIZE``: at most about that many rows each): each one its own short transaction,
+bounded by the statement timeout, so no batch scans the whole table. The walk is chosen per table when the
+run is planned (:func:`~parel_monitoring.heal.tables.choose_strategy`):
 
 * ``expires-index`` (a valid btree index leads with the expires column, e.g. the optional
   migrations/001_session_expires_index.sql): the next expired rows in expires order, the range end read by
   an index-only scan; only expired rows are visited;
-* ``primary-key`` (otherwise): the next ``n`` rows in primary-key order (keyset), of which the expired ones
-  are deleted; every row is visited once per run;
-* ``unique-key``: the same along a unique index whose columns are all NOT NULL, for a table without a
-  primary key (the Prisma adapter's ``"Session"``: its unique ``"sessionToken"``).
+* ``tid-range`` (otherwise, PostgreSQL 14 and later): the table in physical order, a slice of pages per
+  batch (a Tid Range Scan), sized to about 30 ms and ``SESSION_BATCH_SIZE`` expired rows; every page is
+  read once per run, whatever the order of the keys (Auth.js's session tokens are random). A partial run's
+  position is kept (:mod:`.positions`) and the next run resumes there;
+* ``primary-key`` / ``unique-key`` (otherwise, PostgreSQL 13 and older): the next ``n`` rows in the order
+  of the primary key, or of a unique index whose columns are all NOT NULL (the Prisma adapter's
+  ``"Session"``: its unique ``"sessionToken"``), of which the expired ones are deleted.
 
-The result names the walk's ``strategy`` and ``key`` (its columns) for both tables.
+The result names the walk's ``strategy`` and ``key`` (its columns; ``ctid`` for ``tid-range``) for both
+tables, and a ``tid-range`` walk's ``position`` (``verificationPosition``).
 
 The deletes re-check the expiry, so a row NextAuth extends meanwhile (it updates ``expires`` on use) stays.
 The catalog helpers and the walks live in :mod:`parel_monitoring.heal.tables`.
@@ -48,18 +52,23 @@ from parel_monitoring.heal.authjs import (
     detect_layout,
 )
 from parel_monitoring.heal.budget import Budget
+from parel_monitoring.heal.positions import PositionStore, run_resumable
 from parel_monitoring.heal.tables import (
     CUTOFFS,
     DEFAULT_BATCH_SIZE,
+    EXPIRES_INDEX,
+    TID_RANGE,
     ExpiresIndexWalk,
     KeysetWalk,
     Progress,
     Relation,
+    TidRangeWalk,
     Walk,
+    choose_strategy,
     expired,
     find_table,
+    first_span,
     has_leading_index,
-    run_walk,
 )
 from parel_monitoring.settings import ConfigurationError, env_int, env_str
 
@@ -100,7 +109,9 @@ class _Target:
     columns: tuple[str, ...] = ()  # a layout's table: the columns without which it is not Auth.js's
 
 
-def _expiry_walk(conn: psycopg.Connection, target: _Target, cutoff: datetime, batch_size: int) -> Walk:
+def _expiry_walk(
+    conn: psycopg.Connection, target: _Target, cutoff: datetime, batch_size: int, server_version: int
+) -> Walk:
     table = find_table(conn, target.relation)
     if table is None:
         raise _Unusable(target.table_variable, "names no table in the database")
@@ -109,11 +120,21 @@ def _expiry_walk(conn: psycopg.Connection, target: _Target, cutoff: datetime, ba
     expires, expires_type = target.expires_column, table.columns.get(target.expires_column)
     if expires_type not in CUTOFFS:
         raise _Unusable(target.expires_variable, "must name a timestamp or timestamptz column of the table")
-    if has_leading_index(conn, table, expires):
+    strategy = choose_strategy(server_version, has_leading_index(conn, table, expires), table.key_kind)
+    doomed = expired(expires, expires_type, cutoff)
+    if strategy == EXPIRES_INDEX:
         return ExpiresIndexWalk(table.relation, expires, expires_type, cutoff, batch_size)
-    if not table.key:
-        raise _Unusable(target.table_variable, "has neither an index on its expires column nor a NOT NULL unique key")
-    return KeysetWalk(table.relation, table.key, expired(expires, expires_type, cutoff), batch_size, table.key_kind)
+    if strategy == TID_RANGE:
+        span = first_span(table, batch_size)
+        return TidRangeWalk(
+            table.relation, doomed, table.pages, batch_size, span, oid=table.oid, filenode=table.relfilenode
+        )
+    if strategy is None:
+        raise _Unusable(
+            target.table_variable,
+            "has neither an index on its expires column nor a NOT NULL unique key (PostgreSQL before 14)",
+        )
+    return KeysetWalk(table.relation, table.key, doomed, batch_size, strategy)
 
 
 @dataclass(frozen=True)
@@ -122,10 +143,15 @@ class _Plan:
     layout: str | None
     sessions: Walk
     tokens: Walk | str  # or why the verification tokens are skipped
+    database: str  # the database's name (it keys the walks' positions)
 
 
-def _plan(conn: psycopg.Connection, settings: SessionSettings) -> _Plan:
-    cutoff = conn.execute("SELECT now()").fetchone()[0].astimezone(UTC)
+def _plan(conn: psycopg.Connection, settings: SessionSettings, server_version: int | None = None) -> _Plan:
+    """The walks, each table's chosen now (the cutoff and a tid-range walk's end in pages: in the same
+    transaction), for the server's version or ``server_version`` (``server_version_num``)."""
+    cutoff, database = conn.execute("SELECT now(), current_database()").fetchone()
+    cutoff = cutoff.astimezone(UTC)
+    version = server_version or conn.info.server_version
     tables = settings.tables
     layout = detect_layout(conn, tables)
     session_table = tables.session_table or tables.named(layout.session)
@@ -134,22 +160,22 @@ def _plan(conn: psycopg.Connection, settings: SessionSettings) -> _Plan:
         session_table, "SESSION_TABLE", settings.expires_column, "SESSION_EXPIRES_COLUMN", session_columns
     )
     try:
-        session_walk = _expiry_walk(conn, sessions, cutoff, settings.batch_size)
+        session_walk = _expiry_walk(conn, sessions, cutoff, settings.batch_size, version)
     except _Unusable as exc:
         raise ConfigurationError(exc.variable, str(exc)) from None
     token_table = tables.verification_table or (tables.named(layout.verification_token) if layout else None)
     if token_table is None:
-        return _Plan(cutoff, None, session_walk, "no Auth.js layout detected: set VERIFICATION_TOKEN_TABLE")
+        return _Plan(cutoff, None, session_walk, "no Auth.js layout detected: set VERIFICATION_TOKEN_TABLE", database)
     token_expires = settings.verification_expires_column
     token_columns = () if tables.verification_table else VERIFICATION_TOKEN_COLUMNS
     tokens = _Target(
         token_table, "VERIFICATION_TOKEN_TABLE", token_expires, "VERIFICATION_TOKEN_EXPIRES_COLUMN", token_columns
     )
     try:
-        token_walk: Walk | str = _expiry_walk(conn, tokens, cutoff, settings.batch_size)
+        token_walk: Walk | str = _expiry_walk(conn, tokens, cutoff, settings.batch_size, version)
     except _Unusable as exc:
         token_walk = f"verification token table {token_table}: {exc} (see {exc.variable})"
-    return _Plan(cutoff, layout.name if layout else None, session_walk, token_walk)
+    return _Plan(cutoff, layout.name if layout else None, session_walk, token_walk, database)
 
 
 def heal_stale_sessions(
@@ -158,16 +184,20 @@ def heal_stale_sessions(
     budget: Budget,
     dry_run: bool = False,
     on_batch: Callable[[float], None] | None = None,
+    positions: PositionStore | None = None,
+    server_version: int | None = None,
 ) -> dict[str, Any]:
     """Delete (count, in a dry run) expired sessions, then expired verification tokens.
 
-    ``on_batch``, if given, is called with each batch's duration in seconds (benchmarks).
+    ``on_batch``, if given, is called with each batch's duration in seconds (benchmarks, tests).
+    ``positions``: where ``tid-range`` walks resume and record where they stopped (None: from page 0).
+    ``server_version``: plan the walks as for that ``server_version_num`` (tests: older servers' walks).
     """
-    plan = db.run(functools.partial(_plan, settings=settings))
-    sessions = run_walk(db, plan.sessions, budget, dry_run, on_batch)
-    tokens = Progress()
+    plan = db.run(functools.partial(_plan, settings=settings, server_version=server_version))
+    sessions, position = run_resumable(db, plan.sessions, budget, dry_run, positions, plan.database, on_batch)
+    tokens, token_position = Progress(), None
     if not isinstance(plan.tokens, str) and not sessions.partial:
-        tokens = run_walk(db, plan.tokens, budget, dry_run, on_batch)
+        tokens, token_position = run_resumable(db, plan.tokens, budget, dry_run, positions, plan.database, on_batch)
     token_walk = None if isinstance(plan.tokens, str) else plan.tokens
     return {
         "count": sessions.count,
@@ -178,19 +208,23 @@ def heal_stale_sessions(
         "table": str(plan.sessions.table),
         "strategy": plan.sessions.strategy,
         "key": list(plan.sessions.key),
+        "position": position,
         "verificationTable": str(token_walk.table) if token_walk else None,
         "verificationStrategy": token_walk.strategy if token_walk else None,
         "verificationKey": list(token_walk.key) if token_walk else None,
+        "verificationPosition": token_position,
         "skipped": [plan.tokens] if isinstance(plan.tokens, str) else [],
         "cutoff": plan.cutoff.isoformat().replace("+00:00", "Z"),
     }
 
 
-def explain_session_batch(db: Database, settings: SessionSettings) -> tuple[str, str]:
+def explain_session_batch(
+    db: Database, settings: SessionSettings, server_version: int | None = None
+) -> tuple[str, str]:
     """(strategy, ``EXPLAIN`` of the first session batch as it would run now), for tests and benchmarks."""
 
     def explain(conn: psycopg.Connection) -> tuple[str, str]:
-        walk = _plan(conn, settings).sessions
+        walk = _plan(conn, settings, server_version).sessions
         return walk.strategy, walk.explain(conn)
 
     return db.run(explain)

@@ -1,12 +1,20 @@
-"""Batched, index-driven deletes shared by the heal routines: catalog lookups and the range walks.
+"""Batched deletes shared by the heal routines: catalog lookups and the walks.
 
-A walk deletes (or, in a dry run, counts) rows in batches, each its own short transaction: it first reads
-where the batch's range ends, then acts on that range through an index, so no batch scans the whole table.
+A walk deletes (or, in a dry run, counts) rows in batches, each its own short transaction, so no batch scans
+the whole table. :func:`choose_strategy` picks it per table when the run is planned:
+
+* ``expires-index`` (:class:`ExpiresIndexWalk`): an index leads with the expires column: only the expired
+  rows are visited, in expires order;
+* ``tid-range`` (:class:`TidRangeWalk`, PostgreSQL 14 and later, otherwise): the table in physical order, a
+  slice of pages per batch (a Tid Range Scan), whatever the order of its keys;
+* ``primary-key`` / ``unique-key`` (:class:`KeysetWalk`, older servers): the table in key order, a chunk of
+  rows per batch, each range read through the key's index.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +30,8 @@ from parel_monitoring.heal.budget import Budget
 DEFAULT_BATCH_SIZE = 5000
 # Walk strategies: an index leading with the expires column, the primary key, or a NOT NULL unique key.
 EXPIRES_INDEX, PRIMARY_KEY, UNIQUE_KEY = "expires-index", "primary-key", "unique-key"
+# ... or the table's physical order in slices of pages (PostgreSQL 14 added the Tid Range Scan).
+TID_RANGE, TID_RANGE_MIN_SERVER = "tid-range", 140000
 # The expires column's type -> the cutoff expression it is compared with (given the cutoff, a timestamptz).
 CUTOFFS = {
     "timestamp without time zone": sql.SQL("(CAST({} AS timestamptz) AT TIME ZONE 'UTC')"),
@@ -64,6 +74,9 @@ class Relation:
 class Table:
     relation: Relation  # schema-qualified
     oid: int
+    relfilenode: int  # changes when the table is rewritten (VACUUM FULL, TRUNCATE, CLUSTER)
+    pages: int  # its size in pages (blocks) when looked up
+    rows_per_page: float  # its statistics' average, or the most a page can hold when it has none
     columns: Mapping[str, str]  # name -> type (regtype text, without modifiers)
     key: tuple[str, ...]  # the primary key, else the narrowest NOT NULL unique key; () without one
     key_kind: str | None  # PRIMARY_KEY or UNIQUE_KEY (None without a key)
@@ -71,7 +84,10 @@ class Table:
 
 # The first schema (in search-path order, or the one given) with a relation of that name and kind.
 _TABLE = """
-SELECT c.oid, n.nspname::text
+SELECT c.oid, n.nspname::text, pg_relation_filenode(c.oid),
+       pg_relation_size(c.oid) / current_setting('block_size')::bigint,
+       CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages
+            ELSE (current_setting('block_size')::int - 24) / 28 END  -- MaxHeapTuplesPerPage
 FROM unnest(CASE WHEN %(schema)s::text IS NULL THEN current_schemas(false) ELSE ARRAY[%(schema)s::name] END)
      WITH ORDINALITY AS s(name, position)
 JOIN pg_catalog.pg_namespace n ON n.nspname = s.name
@@ -116,12 +132,26 @@ def find_table(conn: psycopg.Connection, relation: Relation, kinds: str = "r") -
     row = conn.execute(_TABLE, {"schema": relation.schema, "name": relation.name, "kinds": list(kinds)}).fetchone()
     if row is None:
         return None
-    oid, schema = row
+    oid, schema, filenode, pages, density = row
     columns = dict(conn.execute(_COLUMNS, (oid,)).fetchall())
     key = conn.execute(_ROW_KEY, (oid,)).fetchone()
+    found = functools.partial(
+        Table, Relation(schema, relation.name), oid, filenode or 0, int(pages or 0), float(density), columns
+    )
     if key is None:
-        return Table(Relation(schema, relation.name), oid, columns, (), None)
-    return Table(Relation(schema, relation.name), oid, columns, tuple(key[0]), PRIMARY_KEY if key[1] else UNIQUE_KEY)
+        return found((), None)
+    return found(tuple(key[0]), PRIMARY_KEY if key[1] else UNIQUE_KEY)
+
+
+def choose_strategy(server_version: int, expires_indexed: bool, key_kind: str | None) -> str | None:
+    """The walk for a table: ``expires-index`` when an index leads with its expires column (``expires_indexed``;
+    always False for orphan rules), else ``tid-range`` on PostgreSQL 14 and later (``server_version`` as
+    ``server_version_num``), else its key's walk (``key_kind``); None when an older server has no key to walk."""
+    if expires_indexed:
+        return EXPIRES_INDEX
+    if server_version >= TID_RANGE_MIN_SERVER:
+        return TID_RANGE
+    return key_kind
 
 
 def has_leading_index(conn: psycopg.Connection, table: Table, column: str) -> bool:
@@ -305,11 +335,107 @@ class ExpiresIndexWalk(_RangeWalk):
         return super().step(conn, position, dry_run)
 
 
+# TidRangeWalk's slices: the time a slice aims at (well under the 100 ms a batch may take), and how much larger
+# than the last one the next slice may be.
+TARGET_BATCH_S, MAX_GROWTH = 0.03, 2.0
+
+
+def first_span(table: Table, batch_rows: int) -> int:
+    """The first slice's pages: as many as hold ``batch_rows`` rows at the table's average density."""
+    return max(1, math.floor(batch_rows / max(table.rows_per_page, 1.0)))
+
+
+def next_span(span: int, scanned: int, hits: int, seconds: float, batch_rows: int) -> int:
+    """The next slice's pages after one of ``span`` pages (``scanned`` of them read: the last slice before the
+    end is shorter) took ``seconds`` and held ``hits`` doomed rows: as many pages as that speed fits in
+    ``TARGET_BATCH_S`` and that density of doomed rows fits in ``batch_rows``, at most ``MAX_GROWTH`` times
+    ``span``, at least one."""
+    limits = [span * MAX_GROWTH]
+    if seconds > 0:
+        limits.append(scanned * TARGET_BATCH_S / seconds)
+    if hits:
+        limits.append(scanned * batch_rows / hits)
+    return max(1, math.floor(min(limits)))
+
+
+@dataclass(frozen=True)
+class TidCursor:
+    """Where a :class:`TidRangeWalk`'s next batch starts (``block``), its size in pages (``span``), and whether
+    the walk has wrapped around to page 0."""
+
+    block: int
+    span: int
+    wrapped: bool = False
+
+
+def _tid(block: int) -> sql.Composed:
+    return sql.SQL("CAST({} AS tid)").format(sql.Literal(f"({block},0)"))
+
+
+@dataclass(frozen=True)
+class TidRangeWalk:
+    """``table`` in physical order, a slice of pages per batch: ``ctid >= '(first,0)' AND ctid < '(end,0)'``
+    and ``doomed`` (a Tid Range Scan, PostgreSQL 14 and later), so the cost of a batch depends neither on the
+    order of the table's keys nor on the size of the table.
+
+    The walk covers the ``pages`` the table had when the run was planned (``pg_relation_size`` / block
+    size): rows added later beyond them are new. It starts at page ``start`` (0, or where a partial run
+    stopped) and, from a later page, wraps around to page 0 and ends there, so a walk that finishes has
+    visited every page. The first slice holds about ``batch_rows`` rows at the table's average density
+    (:func:`first_span`); each next one is sized from the last (:func:`next_span`): about ``TARGET_BATCH_S``
+    long and about ``batch_rows`` doomed rows at the last slice's density (at most ``MAX_GROWTH`` times its
+    pages, so a slice after a sparse stretch can hold more, and the next one shrinks again). The delete
+    re-checks ``doomed`` on the row version it locks, so a row updated meanwhile (it gets a new ctid,
+    possibly behind the walk) is only deleted if it is still doomed.
+    """
+
+    table: Relation
+    doomed: Predicate
+    pages: int
+    batch_rows: int
+    span: int = 1  # the first slice's pages (first_span)
+    start: int = 0
+    oid: int = 0
+    filenode: int = 0
+    strategy: ClassVar[str] = TID_RANGE
+    key: ClassVar[tuple[str, ...]] = ("ctid",)
+
+    def _where(self, first: int, end: int) -> sql.Composed:
+        return sql.SQL("target.ctid >= {} AND target.ctid < {} AND {}").format(
+            _tid(first), _tid(end), self.doomed(TARGET)
+        )
+
+    def step(self, conn: psycopg.Connection, position: TidCursor | None, dry_run: bool) -> Step:
+        cursor = position or TidCursor(self.start, self.span)
+        limit = self.start if cursor.wrapped else self.pages
+        if cursor.block >= limit:  # an empty table
+            return Step(0, None, done=True)
+        end = min(cursor.block + cursor.span, limit)
+        started = time.perf_counter()
+        hits = _act(conn, self.table, self._where(cursor.block, end), dry_run)
+        span = next_span(cursor.span, end - cursor.block, hits, time.perf_counter() - started, self.batch_rows)
+        if end < limit:
+            return Step(hits, TidCursor(end, span, cursor.wrapped), done=False)
+        if cursor.wrapped or self.start == 0:
+            return Step(hits, None, done=True)
+        return Step(hits, TidCursor(0, span, wrapped=True), done=False)
+
+    def stopped_at(self, position: TidCursor | None) -> int:
+        """The page where a walk stopped at ``position`` (a partial run's) would resume."""
+        return position.block if position is not None else self.start
+
+    def explain(self, conn: psycopg.Connection) -> str:
+        """``EXPLAIN`` of the first batch's delete."""
+        end = max(min(self.start + self.span, self.pages), self.start + 1)
+        return _explain(conn, _action(self.table, self._where(self.start, end), dry_run=False))
+
+
 @dataclass
 class Progress:
     count: int = 0
     batches: int = 0
     partial: bool = False
+    position: Any = None  # a partial walk's: where its next batch would have started
 
 
 def run_walk(
@@ -325,7 +451,7 @@ def run_walk(
     position = None
     while True:
         if budget.exhausted():
-            progress.partial = True
+            progress.partial, progress.position = True, position
             return progress
         started = time.perf_counter()
         step = db.run(functools.partial(walk.step, position=position, dry_run=dry_run))
