@@ -30,7 +30,7 @@ help:
 	@echo "make api [PORT=3000]              the HttpApi routes on 127.0.0.1 (like sam local start-api, no Docker)"
 	@echo "make smoke URL=... [TOKEN=...]    check a deployed stack or make api: health, auth, test alert, heal dry run"
 	@echo "make bench                        benchmarks (cold init, warm latency, heal, alerts, flood, probes) into BENCHMARKS.md"
-	@echo "make reliability                  faults, hostile input, injection, secrets, load into RELIABILITY.md"
+	@echo "make reliability [SECTIONS=...]   faults, hostile input, injection, secrets, load, checkov, Schemathesis into RELIABILITY.md"
 	@echo "make build-deploy / make deploy   sam build for arm64 (bytecode precompiled) / sam deploy --guided"
 
 venv: $(VENV)/.installed
@@ -146,8 +146,9 @@ bench: venv runtime node-deps build
 	$(BENCH) benchmarks/bench_flood.py
 	$(BENCH) benchmarks/bench_probe.py
 
+# SECTIONS=schemathesis (or tests, load, checkov; comma-separated): only those, their RELIABILITY.md sections replaced.
 reliability: venv runtime checkov node-deps build
-	$(BENCH) tools/reliability.py
+	$(BENCH) tools/reliability.py $(if $(SECTIONS),--sections $(SECTIONS),)
 
 clean:
 	rm -rf .aws-sam .cache $(VENV) .pytest_cache .ruff_cache

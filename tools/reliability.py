@@ -15,11 +15,17 @@
    through ``POST /api/admin/heal?dryRun=false&routines=sessions`` (again while the API budget leaves it
    partial) while every health route is polled every 0.25 s: health keeps answering within its timeout.
 
-Exits non-zero when a test failed, a load/heal target was missed or a checkov finding is neither fixed nor
-accepted (after writing RELIABILITY.md).
+5. Schemathesis (tools/fuzz_api.py): requests generated from openapi.yaml against the local API with services
+   of its own (fresh database, BullMQ prefix, webhook sink, admin token); operations, cases, checks run and
+   failures (zero), per check and per operation.
+
+Exits non-zero when a test failed, a load/heal target was missed, a checkov finding is neither fixed nor
+accepted or Schemathesis found a failure (after writing RELIABILITY.md). ``--sections`` runs only the named
+groups (tests, load, checkov, schemathesis) and replaces only their sections of RELIABILITY.md, keeping the others
+(`make reliability SECTIONS=schemathesis`).
 
     PYTHONPATH=layers/shared:tests:tools .venv/bin/python tools/reliability.py [--skip-load] [--skip-tests]
-        [--skip-checkov]
+        [--skip-checkov] [--skip-schemathesis] [--sections tests,load,checkov,schemathesis]
 """
 
 from __future__ import annotations
@@ -69,6 +75,14 @@ TEST_MODULES = {
     "tests/integration/test_no_secret_leaks.py": "Injection & secrets",
 }
 SECTIONS = ("Faults", "Hostile input & auth", "Injection & secrets", "Load")
+# --sections: each group and the RELIABILITY.md sections it writes.
+SECTION_GROUPS = {
+    "tests": ("Faults", "Hostile input & auth", "Injection & secrets"),
+    "load": ("Load",),
+    "checkov": ("Checkov",),
+    "schemathesis": ("Schemathesis",),
+}
+FUZZ_MAX_EXAMPLES, FUZZ_WORKERS = 100, 2  # Schemathesis: cases per operation and phase; concurrent workers
 PYTEST_TIMEOUT_S = 240
 
 HEALTH_ROUTES = ("/api/health/app", "/api/health/db", "/api/health/queue", "/api/health")
@@ -681,11 +695,74 @@ def checkov_section(result: Review | None, error: str = "") -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------- Schemathesis
+
+
+def schemathesis_section(result, error: str = "") -> list[str]:
+    """RELIABILITY.md's Schemathesis section of a ``fuzz_api.FuzzResult`` (None: not run, ``error`` says why)."""
+    from fuzz_api import CHECKS, FIXED
+
+    lines = ["", "## Schemathesis", ""]
+    if result is None:
+        return [*lines, f"Not run: {error}" if error else "Not run (`--skip-schemathesis`)."]
+    from importlib.metadata import version
+
+    lines += [
+        f"Schemathesis {version('schemathesis')} (`tools/fuzz_api.py`, settings in `tools/schemathesis.toml`) "
+        "generated requests from `openapi.yaml` (examples, coverage and fuzzing phases, valid and invalid data) "
+        "and sent them to the local API (`make api`'s routes, the built functions under the Lambda emulator) "
+        "with services of the run's own: a fresh PostgreSQL database with the Auth.js Prisma schema (the heal "
+        "route deletes there and nowhere else), a BullMQ prefix of its own with both queues, a webhook sink on "
+        "127.0.0.1 standing in for Slack and Discord, and a random admin token sent where the contract names the "
+        "`adminToken` scheme (the admin routes, and the health routes' full documents). A request that finds "
+        "every environment of its function busy waits for one (no 429 from the local gateway). Measured "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {result.seconds:.0f} s, seed {result.seed or '-'} "
+        "(`tools/fuzz_api.py --seed` replays it).",
+    ]
+    totals = [f"{result.operations_tested} of {result.operations}", f"{result.cases:,}", f"{result.checks_run:,}",
+              str(len(result.failures)), str(len(result.errors)), str(result.webhook_posts)]  # fmt: skip
+    checks = [[f"`{name}`", f"{result.checks.get(name, [0, 0])[0]:,}", str(result.checks.get(name, [0, 0])[1])]
+              for name in CHECKS]  # fmt: skip
+    by_path = sorted(result.statuses.items(), key=lambda item: item[0].split()[::-1])
+    operations = [[f"`{label}`", f"{sum(counts.values()):,}",
+                   ", ".join(f"{status}: {count}" for status, count in sorted(counts.items()))]
+                  for label, counts in by_path]  # fmt: skip
+    headers = ["operations tested", "cases generated", "checks run", "failures", "errors", "webhook deliveries"]
+    lines += ["", *table(headers, ["---:"] * 6, [totals]), ""]
+    lines += [*table(["check", "run", "failed"], ["---", "---:", "---:"], checks), ""]
+    lines += table(["operation", "requests", "answers (status: count)"], ["---", "---:", "---"], operations)
+    if result.failures or result.errors:
+        lines += ["", "Failures and errors (Schemathesis's reproductions are in the run's output):", ""]
+        lines += [f"- {_cell(problem, 600)}" for problem in [*result.failures, *result.errors]]
+    lines += ["", f"Command: `make reliability SECTIONS=schemathesis`, which runs `{result.command}` "
+              "(`$API_URL`: the local API it starts; the token comes from `PAREL_FUZZ_ADMIN_TOKEN`). The bounded "
+              "run of `make test` is `tests/e2e/test_schemathesis_e2e.py`.", "",
+              "Found by Schemathesis and fixed, each with a regression test:", ""]  # fmt: skip
+    lines += [f"- {finding}" for finding in FIXED]
+    return lines
+
+
+def _blocks(text: str) -> list[tuple[str, str]]:
+    """(heading, text) of each ``## `` section of a report, in order; the text before the first has heading ''."""
+    parts = re.split(r"(?m)^(?=## )", text)
+    return [(part.splitlines()[0][3:].strip() if part.startswith("## ") else "", part.strip("\n")) for part in parts]
+
+
+def merge_sections(old: str, new: str, headings: list[str]) -> str:
+    """``old`` with the sections named ``headings`` taken from ``new`` (appended when ``old`` lacks them)."""
+    fresh = dict(_blocks(new))
+    merged = [fresh[heading] if heading in headings and heading in fresh else block for heading, block in _blocks(old)]
+    present = {heading for heading, _ in _blocks(old)}
+    merged += [fresh[heading] for heading in headings if heading not in present and heading in fresh]
+    return "\n\n".join(block for block in merged if block) + "\n"
+
+
 # --------------------------------------------------------------------------- report
 
 
 def report(rows: list[CaseRow], findings: list[Finding], summary: str, modules: list[str], missing: list[str],
-           started: datetime, seconds: float, versions: str, checkov: list[str] | None = None) -> str:  # fmt: skip
+           started: datetime, seconds: float, versions: str, checkov: list[str] | None = None,
+           fuzz: list[str] | None = None) -> str:  # fmt: skip
     lines = [
         "# Reliability: faults, hostile input, injection, secrets and load",
         "",
@@ -738,6 +815,7 @@ def report(rows: list[CaseRow], findings: list[Finding], summary: str, modules: 
                        [[_cell(r.case), _cell(r.expected), _cell(r.observed, 400), f"{r.seconds:.2f}"]
                         for r in mine])  # fmt: skip
     lines += checkov or []
+    lines += fuzz or []
     return "\n".join(lines) + "\n"
 
 
@@ -752,7 +830,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-tests", action="store_true", help="only the load and heal cases")
     parser.add_argument("--skip-load", action="store_true", help="only the test modules")
     parser.add_argument("--skip-checkov", action="store_true", help="no checkov review")
+    parser.add_argument("--skip-schemathesis", action="store_true", help="no Schemathesis run")
+    parser.add_argument("--sections", help=f"only these groups ({', '.join(SECTION_GROUPS)}, comma-separated); "
+                        "their sections of RELIABILITY.md are replaced, the others kept")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.sections:
+        chosen = [name.strip() for name in args.sections.split(",") if name.strip()]
+        unknown = [name for name in chosen if name not in SECTION_GROUPS]
+        if unknown or not chosen:
+            known = ", ".join(SECTION_GROUPS)
+            parser.error(f"--sections: unknown {', '.join(unknown) or '(none given)'}; known: {known}")
+        for group in SECTION_GROUPS:
+            if group not in chosen:
+                setattr(args, f"skip_{group}", True)
     started_at, started = datetime.now(UTC), time.monotonic()
     modules = [m for m in TEST_MODULES if (ROOT / m).exists()]
     missing = [m for m in TEST_MODULES if m not in modules]
@@ -785,10 +875,34 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"reliability: {findings[-1].case}: {findings[-1].observed}; {findings[-1].figures}")
         finally:
             sys.stderr = quiet.stream
+    fuzzed, fuzz_error = None, ""
+    if not args.skip_schemathesis:
+        from fuzz_api import fuzz
+
+        try:
+            fuzzed = fuzz(FUZZ_MAX_EXAMPLES, FUZZ_WORKERS)
+            log(
+                f"reliability: schemathesis: {fuzzed.operations} operations, {fuzzed.cases} cases, "
+                f"{fuzzed.checks_run} checks, {len(fuzzed.failures)} failures, {len(fuzzed.errors)} errors"
+            )
+            if not fuzzed.passed:
+                log(fuzzed.output[-20000:])  # the failures with their reproductions
+        except Exception as exc:  # reported as a failed section; the report is still written
+            fuzz_error = f"Schemathesis run failed: {_cell(repr(exc))}"
+            log(f"reliability: {fuzz_error}")
     text = report(rows, findings, summary, modules if not args.skip_tests else [], missing, started_at,
-                  time.monotonic() - started, versions(admin_url), checkov_section(checkov, checkov_error))  # fmt: skip
+                  time.monotonic() - started, versions(admin_url), checkov_section(checkov, checkov_error),
+                  schemathesis_section(fuzzed, fuzz_error))  # fmt: skip
+    if args.sections and OUTPUT.exists():
+        headings = [heading for name in chosen for heading in SECTION_GROUPS[name]]
+        text = merge_sections(OUTPUT.read_text(), text, headings)
     OUTPUT.write_text(text)
     failed = [r.case for r in rows if not r.passed] + [f.case for f in findings if not f.passed]
+    if fuzz_error:
+        failed.append(fuzz_error)
+    if fuzzed is not None and not fuzzed.passed:
+        failed += [f"schemathesis: {problem}" for problem in [*fuzzed.failures, *fuzzed.errors]] or [
+            f"schemathesis: exit status {fuzzed.returncode}, {fuzzed.cases} cases"]  # fmt: skip
     if checkov_error:
         failed.append(checkov_error)
     failed += [

@@ -54,3 +54,28 @@ def test_the_report_reads_each_listed_module_and_no_docstring_reports_a_fixed_bu
         assert docs and set(tests) <= {name.rsplit(".", 1)[-1] for name in docs}, module
         stale = {name: doc for name, doc in docs.items() if doc.upper().startswith("BUG")}
         assert not stale, f"{module}: passing tests described as bugs: {stale}"
+
+
+def test_a_partial_run_replaces_only_its_sections():
+    """`--sections schemathesis` rewrites the Schemathesis section and keeps every other one as it was; a section
+    the old report lacks is appended."""
+    old = "# R\n\nintro\n\n## Load\n\nold load\n\n### detail\n\nold detail\n\n## Checkov\n\nold checkov\n"
+    new = "# R\n\nnew intro\n\n## Load\n\nnew load\n\n## Checkov\n\nnew checkov\n\n## Schemathesis\n\nnew fuzz\n"
+    merged = reliability.merge_sections(old, new, ["Load", "Schemathesis"])
+    assert merged == "# R\n\nintro\n\n## Load\n\nnew load\n\n## Checkov\n\nold checkov\n\n## Schemathesis\n\nnew fuzz\n"
+    assert reliability.merge_sections(merged, new, ["Schemathesis"]) == merged
+
+
+def test_the_schemathesis_section_lists_figures_checks_and_operations():
+    from collections import Counter
+
+    from fuzz_api import CHECKS, FuzzResult
+
+    result = FuzzResult("schemathesis run openapi.yaml", 0, 12.0, operations=2, operations_tested=2, cases=40,
+                        seed="7", checks={name: [10, 0] for name in CHECKS},
+                        statuses={"GET /a": Counter({200: 3, 404: 1})}, webhook_posts=2)  # fmt: skip
+    text = "\n".join(reliability.schemathesis_section(result))
+    assert "| 2 of 2 | 40 | 90 | 0 | 0 | 2 |" in text
+    assert "| `not_a_server_error` | 10 | 0 |" in text and "| `GET /a` | 4 | 200: 3, 404: 1 |" in text
+    assert "`schemathesis run openapi.yaml`" in text and "seed 7" in text
+    assert "Not run (`--skip-schemathesis`)." in "\n".join(reliability.schemathesis_section(None))
