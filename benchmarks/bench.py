@@ -1,12 +1,13 @@
 """`make bench`: cold init and warm latency of the functions, written into BENCHMARKS.md.
 
-Cold init: each function is started fresh under the Lambda Runtime Interface
-Emulator several times; the emulator's INIT REPORT (interpreter start, runtime
-client, handler import and init code) is collected and the median compared with
-a reference measured in the same run, the same way (fresh emulator per sample,
-interleaved): a bare ``def handler(e, c): return {}`` for HealthAppFunction, and
-for the functions that need a database or queue client a stub handler that
-imports only the shared logger and that client.
+Cold init: each function, as a plain `sam build` (no make) builds it into a
+temporary directory for this machine's architecture, is started fresh under the
+Lambda Runtime Interface Emulator several times; the emulator's INIT REPORT
+(interpreter start, runtime client, handler import and init code) is collected
+and the median compared with its import floor measured in the same run, the same
+way (fresh emulator per sample, interleaved): a stub handler on the same built
+layer importing only the Powertools Logger, or for the functions that need a
+database, queue or HTTP client only the shared logger and those clients.
 
 Warm latency: each function's handler is called directly, many times, in its own
 subprocess of the Lambda interpreter (benchmarks/bench_health.py) against the real
@@ -14,7 +15,8 @@ PostgreSQL and Redis (20 BullMQ queues populated by the real bullmq under a uniq
 prefix, removed afterwards), next to the raw round trips it is compared with;
 the emulator's REPORT Duration of warm invocations is shown beside it.
 
-Exits non-zero when a target is MISSED (after writing every section).
+Exits non-zero when a target is MISSED (after writing every section). ``--sections cold-init`` runs
+only the cold-init section.
 """
 
 from __future__ import annotations
@@ -67,25 +69,41 @@ class Target:
         return f"≤ {self.times:g} {TIMES} {self.reference}"
 
 
-# Stub handlers: the shared logger plus exactly the client library a function needs.
+# Stub handlers (import floors): the Powertools Logger alone, or the shared logger plus exactly the client
+# libraries a function needs.
+POWERTOOLS_LOGGER = "stub: Powertools Logger"
 STUBS = {
+    POWERTOOLS_LOGGER: ("aws_lambda_powertools.logging",),
     "stub: logger + psycopg": ("parel_monitoring.logs", "psycopg"),
     "stub: logger + redis": ("parel_monitoring.logs", "redis"),
     "stub: logger + psycopg + redis": ("parel_monitoring.logs", "psycopg", "redis"),
     "stub: logger + requests + redis": ("parel_monitoring.logs", "requests", "redis"),
 }
-# Function -> its cold-init target (median INIT against a reference measured in the same run).
-COLD_INIT_TARGETS = {
-    "HealthAppFunction": Target("bare", plus_ms=60.0),
-    "HealthDbFunction": Target("stub: logger + psycopg", times=1.2),
-    "HealthQueueFunction": Target("stub: logger + redis", times=1.2),
-    "HealthFunction": Target("stub: logger + psycopg + redis", times=1.2),
-    "HealFunction": Target("stub: logger + psycopg + redis", times=1.2),
-    "AdminAuthorizerFunction": Target("bare", plus_ms=60.0),
-    "AlertsFunction": Target("stub: logger + requests + redis", times=1.2),
+# Function -> its import floor (the libraries tests/unit/test_imports.py lets it import).
+FLOORS = {
+    "HealthAppFunction": POWERTOOLS_LOGGER,
+    "HealthDbFunction": "stub: logger + psycopg",
+    "HealthQueueFunction": "stub: logger + redis",
+    "HealthFunction": "stub: logger + psycopg + redis",
+    "HealthUptimeFunction": POWERTOOLS_LOGGER,
+    "AdminUptimeFunction": POWERTOOLS_LOGGER,
+    "DashboardFunction": POWERTOOLS_LOGGER,
+    "OpenApiFunction": POWERTOOLS_LOGGER,
+    "AlertsFunction": "stub: logger + requests + redis",
+    "AdminAuthorizerFunction": POWERTOOLS_LOGGER,
+    "HealFunction": "stub: logger + psycopg + redis",
+    "MonitorFunction": "stub: logger + psycopg + redis",
+    "ProbeFunction": POWERTOOLS_LOGGER,
 }
-# Heal and alerts get an event they reject at once: their cold start, not a heal run, is measured.
-COLD_EVENTS = {"HealFunction": {}, "AlertsFunction": {}}
+SECTIONS = ("cold-init", "warm-latency")
+PLAIN = " (plain sam build)"  # the cold-init rows' suffix: the artifact of a plain `sam build`
+# Function row -> its cold-init target (median INIT against its floor measured in the same run).
+COLD_INIT_TARGETS = {name + PLAIN: Target(floor, times=1.2) for name, floor in FLOORS.items()}
+# Heal and alerts get an event they reject at once (their cold start, not a run, is measured); the sweep and
+# the probes (no probe target here) run once.
+COLD_EVENTS = {"HealFunction": {}, "AlertsFunction": {}, "MonitorFunction": {}, "ProbeFunction": {}}
+# The functions of the warm-latency section (from `make build`).
+WARM_FUNCTIONS = ("HealthAppFunction", "HealthDbFunction", "HealthQueueFunction", "HealthFunction")
 EVENTS = {
     "HealthAppFunction": "health-app.json",
     "HealthDbFunction": "health-db.json",
@@ -129,7 +147,7 @@ def publish(name: str, body: str) -> int:
 
 
 def handler_spec(name: str, directory: Path, source: str, layers: list[Path]) -> FunctionSpec:
-    """A one-file function in ``directory``, precompiled like `make build` does for the real ones."""
+    """A one-file function in ``directory``, precompiled as build/Makefile precompiles the real ones."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "app.py").write_text(source)
     py_compile.compile(str(directory / "app.py"), invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
@@ -145,6 +163,30 @@ def stub_spec(name: str, modules: tuple[str, ...], directory: Path, layers: list
     return handler_spec(name, directory, source, layers)
 
 
+def plain_sam_build(directory: Path) -> Path:
+    """``sam build`` (no make, nothing cached) of this tree into ``directory``, for this machine's architecture."""
+    architecture = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+    env = dict(os.environ, SAM_CLI_TELEMETRY="0")
+    # SAM's builders need python3.13 on PATH; the runtime's interpreter is one.
+    env["PATH"] = os.pathsep.join([str(Path(lambda_python()).parent), env.get("PATH", "")])
+    command = [str(Path(sys.executable).parent / "sam"), "build", "--build-dir", str(directory / "build"),
+               "--cache-dir", str(directory / "cache"),
+               "--parameter-overrides", f"Architecture={architecture}"]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return directory / "build"
+
+
+def renamed(spec: FunctionSpec, logical_id: str) -> FunctionSpec:
+    return FunctionSpec(logical_id, spec.code_dir, spec.handler, spec.memory_mb, spec.timeout_s, spec.environment,
+                        spec.layer_dirs)  # fmt: skip
+
+
+def event_of(spec: FunctionSpec) -> dict:
+    return COLD_EVENTS.get(spec.logical_id.removesuffix(PLAIN), GENERIC_EVENT)
+
+
 def without_bytecode(spec: FunctionSpec, directory: Path) -> FunctionSpec:
     """A copy of ``spec``'s code and layers with every precompiled .pyc removed."""
     code = directory / "code"
@@ -155,8 +197,8 @@ def without_bytecode(spec: FunctionSpec, directory: Path) -> FunctionSpec:
         layers.append(directory / f"layer{index}")
     for cache in directory.rglob("__pycache__"):
         shutil.rmtree(cache)
-    return FunctionSpec(spec.logical_id + " (no .pyc)", code, spec.handler, spec.memory_mb, spec.timeout_s,
-                        spec.environment, layers)  # fmt: skip
+    name = spec.logical_id.removesuffix(PLAIN) + " (no .pyc)"
+    return FunctionSpec(name, code, spec.handler, spec.memory_mb, spec.timeout_s, spec.environment, layers)
 
 
 # --------------------------------------------------------------------------- BullMQ queues
@@ -214,13 +256,13 @@ def cold_init(spec: FunctionSpec, extra_env: dict[str, str], event: dict) -> flo
 
 def measure_cold(specs: list[FunctionSpec], runs: int, extra_env: dict[str, str]) -> dict[str, list[float]]:
     for spec in specs:  # warm the page cache (and check each one starts)
-        cold_init(spec, extra_env, COLD_EVENTS.get(spec.logical_id, GENERIC_EVENT))
+        cold_init(spec, extra_env, event_of(spec))
     samples: dict[str, list[float]] = {spec.logical_id: [] for spec in specs}
     for round_ in range(runs):
         # Interleave (rotating the order) so machine noise hits every function alike.
         offset = round_ % len(specs)
         for spec in specs[offset:] + specs[:offset]:
-            samples[spec.logical_id].append(cold_init(spec, extra_env, COLD_EVENTS.get(spec.logical_id, GENERIC_EVENT)))
+            samples[spec.logical_id].append(cold_init(spec, extra_env, event_of(spec)))
     return samples
 
 
@@ -263,12 +305,15 @@ def cold_section(samples: dict[str, list[float]], runs: int) -> tuple[str, list[
                 rows,
             ),
             "",
-            "`bare` is `def handler(e, c): return {}` with no layer. The stubs are the same trivial handler on the "
-            f"built shared layer, importing only what the function truly needs: {stubs}. The functions run with "
-            "`DATABASE_URL`, `REDIS_URL` and `QUEUE_NAMES` set, so their init reads real settings. The `(no .pyc)` "
-            "row is the same build with the precompiled bytecode removed: what a plain `sam build` deploys (Lambda "
-            "cannot write `__pycache__` on its read-only code and layer directories), which is why "
-            "`make build`/`make build-deploy` precompile.",
+            f"The `{PLAIN.strip(' ()')}` rows are the artifact users deploy: `sam build` with no make and no "
+            "cache (only `Architecture` set to this machine's, so the layer's binary wheels load here), whose "
+            "makefile builder (build/Makefile) precompiles every module of the functions and the layer. Each "
+            "function's target is its import floor: `bare` is `def handler(e, c): return {}` with no layer; the "
+            "stubs are the same trivial handler on that built layer, importing only what the function truly "
+            f"needs (tests/unit/test_imports.py): {stubs}. The functions run with `DATABASE_URL`, `REDIS_URL` and "
+            "`QUEUE_NAMES` set, so their init reads real settings. The `(no .pyc)` row is the same build with "
+            "every `.pyc` removed: what a plain `sam build` deployed before it precompiled (Lambda cannot write "
+            "`__pycache__` on its read-only code and layer directories).",
         ]
     )
     return body, failed
@@ -398,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=41, help="fresh starts per function (cold init)")
     parser.add_argument("--invocations", type=int, default=500, help="measured in-process calls per function")
     parser.add_argument("--emulator-invocations", type=int, default=200, help="measured warm emulator invocations")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     args = parser.parse_args(argv)
 
     database, _ = postgres_url()
@@ -420,23 +466,34 @@ def main(argv: list[str] | None = None) -> int:
         seconds = populate_queues(redis, prefix, queues)
         log(f"  done in {seconds:.1f} s")
         with tempfile.TemporaryDirectory() as tmp:
-            functions = {name: load_function(name, BUILD_DIR, env_vars=env_vars) for name in COLD_INIT_TARGETS}
-            layers = functions["HealthDbFunction"].layer_dirs
+            functions = {name: load_function(name, BUILD_DIR, env_vars=env_vars) for name in WARM_FUNCTIONS}
             bare = bare_spec(Path(tmp) / "bare")
-            stubs = [
-                stub_spec(name, STUBS[name], Path(tmp) / f"stub{index}", layers) for index, name in enumerate(STUBS)
-            ]
-            nopyc = without_bytecode(functions["HealthAppFunction"], Path(tmp) / "nopyc")
-            cold_specs = [bare, *stubs, *functions.values(), nopyc]
-            log(f"cold init: {args.runs} x {len(cold_specs)} fresh emulators ...")
-            samples = measure_cold(cold_specs, args.runs, service_env)
-            # Table order: references first, then each function (its no-.pyc copy after it).
-            order = ["bare", *STUBS, "HealthAppFunction", nopyc.logical_id, *COLD_INIT_TARGETS]
-            samples = {name: samples[name] for name in dict.fromkeys(order)}
-            body, cold_failed = cold_section(samples, args.runs)
-            write_section("cold-init", body)
-            print(body + "\n")
-            failed += cold_failed
+            if "cold-init" in args.sections:
+                log("cold init: plain sam build ...")
+                plain_dir = plain_sam_build(Path(tmp) / "plain")
+                plain = {
+                    name: renamed(load_function(name, plain_dir, env_vars=env_vars), name + PLAIN) for name in FLOORS
+                }
+                layers = plain["HealthDbFunction"].layer_dirs
+                stubs = [
+                    stub_spec(name, STUBS[name], Path(tmp) / f"stub{index}", layers) for index, name in enumerate(STUBS)
+                ]
+                nopyc = without_bytecode(plain["HealthAppFunction"], Path(tmp) / "nopyc")
+                cold_specs = [bare, *stubs, *plain.values(), nopyc]
+                log(f"cold init: {args.runs} x {len(cold_specs)} fresh emulators ...")
+                samples = measure_cold(cold_specs, args.runs, service_env)
+                # Table order: references first, then each function (HealthAppFunction's no-.pyc copy after it).
+                first = "HealthAppFunction" + PLAIN
+                order = ["bare", *STUBS, first, nopyc.logical_id, *COLD_INIT_TARGETS]
+                samples = {name: samples[name] for name in dict.fromkeys(order)}
+                body, cold_failed = cold_section(samples, args.runs)
+                write_section("cold-init", body)
+                print(body + "\n")
+                failed += cold_failed
+            if "warm-latency" not in args.sections:
+                if failed:
+                    print(f"\nMISSED: {', '.join(failed)}")
+                return 1 if failed else 0
 
             log(f"warm latency: {args.invocations} in-process calls per function ...")
             raws = {"HealthDbFunction": "pg", "HealthQueueFunction": "redis"}
