@@ -11,7 +11,7 @@ import pytest
 from probe_servers import Sites
 from samcli.yamlhelper import yaml_parse
 
-from bullmq_scenario import REDIS_URL, cleanup, run_scenario, unique_prefix
+from bullmq_scenario import cleanup, run_scenario, unique_prefix
 from events_loader import load_event
 from nextauth_schema import create_prisma_schema
 
@@ -64,8 +64,9 @@ def emitted(documents: list[dict]) -> set[tuple[str, str, frozenset]]:
 
 
 def resolve(value):
+    """A dimension's value: a parameter's default (``Stage``, ``HighPriorityQueue``), else as written."""
     if isinstance(value, dict) and "Ref" in value:
-        return {"Stage": STAGE}.get(value["Ref"], value["Ref"])
+        return str(TEMPLATE["Parameters"].get(value["Ref"], {}).get("Default", value["Ref"]))
     return value
 
 
@@ -100,10 +101,38 @@ def probe_targets(sites: Sites) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def sweep_and_heal_metrics(built, tmp_path_factory):
-    """Run MonitorFunction and HealFunction under the emulator on real services; their EMF lines."""
+def redis_with_limit(tmp_path_factory):
+    """A throwaway Redis of this module's own with a ``maxmemory`` (so the sweep has a memory percentage to emit)
+    and an evicting policy (so the eviction flag is 1): the shared server is left as it is."""
+    import shutil
+    import subprocess
+
+    import services
+
+    server = shutil.which("redis-server")
+    assert server, "redis-server not found (apt-get install redis-server)"
+    port = services._free_port()
+    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru"]  # fmt: skip
+    argv += ["--dir", str(tmp_path_factory.mktemp("redis"))]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        services._wait_listening(port, "Redis")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def sweep_and_heal_metrics(built, redis_with_limit):
+    """Run MonitorFunction and HealFunction under the emulator on real services; their EMF lines.
+
+    The high-priority queue has jobs waiting and no worker; ``default`` has a live bullmq worker and nothing
+    waiting; Redis has a maxmemory and an evicting policy: every metric of the queue-liveness alarms is emitted."""
     import services
     from lambda_emulator import Emulator, load_function
+    from live_workers import live_workers
 
     admin_url, _ = services.postgres_url()
     name = f"parel_metrics_{unique_prefix('m').split('-')[-1]}"
@@ -113,10 +142,11 @@ def sweep_and_heal_metrics(built, tmp_path_factory):
     with psycopg.connect(database_url, autocommit=True) as conn:
         create_prisma_schema(conn)
     prefix = unique_prefix("metrics")
-    run_scenario("populate", prefix, "high-priority", waiting=2, completed=3, failed=1)
+    redis_url = redis_with_limit
+    run_scenario("populate", prefix, "high-priority", redis_url, waiting=2, completed=3, failed=1)
     env = {
         "DATABASE_URL": database_url,
-        "REDIS_URL": REDIS_URL,
+        "REDIS_URL": redis_url,
         "QUEUE_NAMES": "high-priority,default",
         "BULLMQ_PREFIX": prefix,
         "HIGH_PRIORITY_QUEUE": "high-priority",
@@ -127,18 +157,20 @@ def sweep_and_heal_metrics(built, tmp_path_factory):
     sites = Sites()
     probe_env = {"PROBE_TARGETS": json.dumps(probe_targets(sites)), "PROBE_CA_BUNDLE": sites.ca_pem, "STAGE": STAGE}
     try:
-        for function, event, extra in (
-            ("MonitorFunction", "heal-schedule", env),
-            ("HealFunction", "heal-schedule", env),
-            ("ProbeFunction", "heal-schedule", probe_env),
-        ):
-            with Emulator(load_function(function, built), extra_env=extra) as emulator:
-                result = emulator.invoke(load_event(event))
-                assert "errorType" not in (result.payload or {}), result.payload
-                lines += result.logs
+        with live_workers(prefix, ["default"], redis_url) as workers:
+            assert workers == {"default": 1}
+            for function, event, extra in (
+                ("MonitorFunction", "heal-schedule", env),
+                ("HealFunction", "heal-schedule", env),
+                ("ProbeFunction", "heal-schedule", probe_env),
+            ):
+                with Emulator(load_function(function, built), extra_env=extra) as emulator:
+                    result = emulator.invoke(load_event(event))
+                    assert "errorType" not in (result.payload or {}), result.payload
+                    lines += result.logs
     finally:
         sites.close()
-        cleanup(prefix)
+        cleanup(prefix, redis_url)
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     return emf_documents(lines)
@@ -164,11 +196,33 @@ def test_the_sweep_emits_every_metric_of_the_issue(sweep_and_heal_metrics):
         "HealthStatus", "DbQueryTimeMs", "DbConnectionUsagePercent", "QueueWaiting", "QueueActive", "QueueFailed",
         "QueueFailureRatePercent", "HighPriorityLag", "MemoryUsagePercent", "StaleSessionsDeleted",
         "StuckJobsRequeued", "OrphanedRecordsDeleted", "HealDurationMs", "HealFailures",
+        "QueueWorkers", "QueueOldestWaitingAgeSeconds", "RedisMemoryUsagePercent", "RedisEvictionPolicyUnsafe",
     } <= names  # fmt: skip
-    per_queue = {
-        dict(dims).get("Queue") for _, metric, dims in emitted(sweep_and_heal_metrics) if metric == "QueueWaiting"
-    }
-    assert per_queue == {"high-priority", "default"}
+    for metric in ("QueueWaiting", "QueueWorkers", "QueueOldestWaitingAgeSeconds"):
+        per_queue = {dict(dims).get("Queue") for _, name, dims in emitted(sweep_and_heal_metrics) if name == metric}
+        assert per_queue == {"high-priority", "default"}, metric
+
+
+def values_of(documents: list[dict], metric: str) -> dict[str | None, list[float]]:
+    """The values ``documents`` carry for ``metric``, by their ``Queue`` dimension (None without one)."""
+    found: dict[str | None, list[float]] = {}
+    for document in documents:
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            if any(m["Name"] == metric for m in directive["Metrics"]):
+                value = document[metric]
+                found.setdefault(document.get("Queue"), []).extend(value if isinstance(value, list) else [value])
+    return found
+
+
+def test_the_queue_liveness_metrics_carry_the_states_of_the_scenario(sweep_and_heal_metrics):
+    """Issue 15: workers from CLIENT LIST (the worker of ``default``, none on the high-priority queue), the oldest
+    waiting job's age (0 where nothing waits), Redis memory against its maxmemory and the evicting policy."""
+    assert values_of(sweep_and_heal_metrics, "QueueWorkers") == {"high-priority": [0], "default": [1]}
+    ages = values_of(sweep_and_heal_metrics, "QueueOldestWaitingAgeSeconds")
+    assert ages["default"] == [0] and 0 < ages["high-priority"][0] < 600, ages
+    (usage,) = values_of(sweep_and_heal_metrics, "RedisMemoryUsagePercent")[None]
+    assert 0 < usage < 5, usage  # a few MB of 256 MB
+    assert values_of(sweep_and_heal_metrics, "RedisEvictionPolicyUnsafe") == {None: [1]}  # allkeys-lru
 
 
 def lambda_metric_alarms(metric: str) -> dict[str, set[str]]:

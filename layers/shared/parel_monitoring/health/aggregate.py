@@ -90,8 +90,9 @@ def _level(current: float, thresholds: dict[str, Any]) -> str:
 def _liveness_checks(queue: dict[str, Any], high_priority: str | None, now: str) -> dict[str, list[dict[str, Any]]]:
     """``bullmq:workers`` and ``bullmq:oldestWaitingAge`` per queue, ``redis:memory`` and ``redis:evictionPolicy``.
 
-    Each entry's status is its own measurement's: workers 0 while a job has waited ``noWorkerGraceSeconds`` fails
-    on the high-priority queue and warns on the others, an unknown count (``CLIENT LIST`` refused) warns with the
+    Each entry's status is its own measurement's, by the queue check's rules: workers 0 while a job has waited
+    ``noWorkerGraceSeconds`` (a paused queue excepted) fails on the high-priority queue and warns on the others,
+    an unknown count (``CLIENT LIST`` refused) warns with the
     reason; the oldest job's age against ``oldestWaitingAge`` (the high-priority queue: warn / fail; the others:
     warn from the warning age), 0 when no job waits; memory against ``redisMemory`` (null without a
     ``maxmemory`` limit); any policy but ``noeviction`` warns."""
@@ -106,7 +107,7 @@ def _liveness_checks(queue: dict[str, Any], high_priority: str | None, now: str)
             count, extra = q["workers"], {}
             if count is None:
                 status, extra = DEGRADED, {"output": q.get("workersError") or "worker count unknown"}
-            elif count == 0 and age is not None and grace is not None and age >= grace:
+            elif count == 0 and not q.get("isPaused") and age is not None and grace is not None and age >= grace:
                 status = UNHEALTHY if high else DEGRADED
             else:
                 status = HEALTHY
