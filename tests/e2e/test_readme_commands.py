@@ -28,6 +28,7 @@ INVOCATIONS = {
     "HealthFunction": "events/health.json",
     "HealthUptimeFunction": "events/health-uptime.json",
     "DashboardFunction": "events/dashboard.json",
+    "OpenApiFunction": "events/openapi.json",
     "AdminAuthorizerFunction": "events/admin-authorizer.json",
     "AlertsFunction": "events/alerts-api.json",
     "HealFunction": "events/heal-api.json",
