@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -65,6 +66,12 @@ FIXED = (
     "is the policy's name, a string the contract did not allow; the contract now does (openapi.yaml; "
     "`test_health_json_documents_conform_to_the_contract`).",
 )
+# Two passes on one API: every operation with the admin token wherever the contract names its scheme (so the health
+# routes answer their full documents), then the health routes anonymously (their public documents).
+PASSES = (
+    ("", ()),
+    (" (anonymous)", ("--include-tag", "health")),
+)
 TOKEN_VARIABLE = "PAREL_FUZZ_ADMIN_TOKEN"  # noqa: S105 (a variable name, read by tools/schemathesis.toml)
 WAIT_FOR_ENVIRONMENT_S = 120.0  # a request queues behind a busy pool instead of a 429
 MAX_EXAMPLES, WORKERS, REQUEST_TIMEOUT_S = 50, 2, 60.0
@@ -74,7 +81,6 @@ MAX_EXAMPLES, WORKERS, REQUEST_TIMEOUT_S = 50, 2, 60.0
 class FuzzResult:
     """One Schemathesis run: its figures, from its JSON report and its summary."""
 
-    command: str
     returncode: int
     seconds: float
     operations: int = 0
@@ -82,7 +88,8 @@ class FuzzResult:
     cases: int = 0
     seed: str = ""
     checks: dict[str, list[int]] = field(default_factory=dict)  # check -> [run, failed]
-    statuses: dict[str, Counter] = field(default_factory=dict)  # "METHOD path" -> response status -> count
+    statuses: dict[str, Counter] = field(default_factory=dict)  # operation (and pass) -> answer -> count
+    commands: list[str] = field(default_factory=list)  # one per pass (PASSES)
     failures: list[str] = field(default_factory=list)  # "title (count) in operations"
     errors: list[str] = field(default_factory=list)
     webhook_posts: int = 0
@@ -170,8 +177,9 @@ def bullmq_prefix(redis: str):
         cleanup(prefix, redis)
 
 
-def read_events(path: Path) -> tuple[dict[str, list[int]], dict[str, Counter]]:
-    """From Schemathesis's NDJSON events: check -> [run, failed], and operation -> Counter of response statuses."""
+def read_events(path: Path, suffix: str = "") -> tuple[dict[str, list[int]], dict[str, Counter]]:
+    """From Schemathesis's NDJSON events: check -> [run, failed], and operation (+ ``suffix``) -> Counter of the
+    answers' statuses (``"404 (other methods)"`` for a request whose method is not the operation's)."""
     checks: dict[str, list[int]] = {}
     statuses: dict[str, Counter] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -185,8 +193,10 @@ def read_events(path: Path) -> tuple[dict[str, list[int]], dict[str, Counter]]:
                 figures[0] += 1
                 figures[1] += check["status"] == "failure"
         for interaction in recorder.get("interactions", {}).values():
-            response = interaction.get("response") or {}
-            statuses.setdefault(recorder["label"], Counter())[response.get("status_code", 0)] += 1
+            status = str((interaction.get("response") or {}).get("status_code", 0))
+            if (interaction.get("request") or {}).get("method", "").upper() != recorder["label"].split()[0]:
+                status += " (other methods)"  # the coverage phase's probes of a method the route does not have
+            statuses.setdefault(recorder["label"] + suffix, Counter())[status] += 1
     return checks, statuses
 
 
@@ -204,20 +214,61 @@ def preflight(api) -> None:
         raise NotReady(f"GET /api/health/app answered {response.status}: {response.problem or response.body[:300]!r}")
 
 
-def schemathesis_arguments(url: str, max_examples: int, workers: int, seed: int | None,
-                           phases: tuple[str, ...]) -> list[str]:  # fmt: skip
+def schemathesis_arguments(config: Path, url: str, max_examples: int, workers: int, seed: int,
+                           phases: tuple[str, ...], selection: tuple[str, ...] = ()) -> list[str]:  # fmt: skip
     """The CLI's arguments (after the executable) for a run against ``url``."""
-    arguments = ["--config-file", str(CONFIG), "--no-color", "run", str(CONTRACT),
-                 "--url", url, "--checks", ",".join(CHECKS), "--phases", ",".join(phases),
-                 "--max-examples", str(max_examples), "--workers", str(workers),
-                 "--request-timeout", f"{REQUEST_TIMEOUT_S:g}"]  # fmt: skip
-    return arguments + (["--seed", str(seed)] if seed is not None else [])
+    return ["--config-file", str(config), "--no-color", "run", str(CONTRACT), "--url", url, *selection,
+            "--checks", ",".join(CHECKS), "--phases", ",".join(phases), "--max-examples", str(max_examples),
+            "--workers", str(workers), "--request-timeout", f"{REQUEST_TIMEOUT_S:g}", "--seed", str(seed)]  # fmt: skip
+
+
+def anonymous_config(path: Path) -> Path:
+    """tools/schemathesis.toml without its ``[auth...]`` tables, written to ``path``."""
+    text = re.sub(r"(?ms)^\[auth\.[^\]]*\]\n.*?(?=^\[|\Z)", "", CONFIG.read_text())
+    path.write_text(text)
+    return path
+
+
+def _schemathesis(command: list[str], cwd: str, token: str, echo: bool) -> tuple[int, str]:
+    lines = []
+    with subprocess.Popen(
+        command, cwd=cwd, env={**os.environ, TOKEN_VARIABLE: token, "COLUMNS": "160"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    ) as process:  # fmt: skip
+        for line in process.stdout:
+            lines.append(line)
+            if echo:
+                sys.stderr.write(line)
+    return process.returncode, "".join(lines)
+
+
+def _add_pass(result: FuzzResult, report: Path, events: Path, suffix: str) -> None:
+    """A pass's figures into ``result`` (operations: the first pass's, every operation)."""
+    if not report.exists():
+        result.errors.append(f"pass{suffix or ' with the token'}: no JSON report, Schemathesis did not finish")
+        return
+    document = json.loads(report.read_text())
+    if not result.operations:
+        operations = document.get("operations") or {}
+        result.operations, result.operations_tested = operations.get("selected", 0), operations.get("tested", 0)
+    result.cases += (document.get("test_cases") or {}).get("generated", 0)
+    result.failures += [f"{f['title']} ({f['count']}) in {', '.join(f['operations'])}{suffix}"
+                        for f in document.get("failures") or []]  # fmt: skip
+    result.errors += [f"{e['title']} ({e['count']}){suffix}" for e in document.get("errors") or []]
+    if events.exists():
+        checks, statuses = read_events(events, suffix)
+        for name, (run, failed) in checks.items():
+            figures = result.checks.setdefault(name, [0, 0])
+            figures[0] += run
+            figures[1] += failed
+        result.statuses.update(statuses)
 
 
 def fuzz(max_examples: int = MAX_EXAMPLES, workers: int = WORKERS, seed: int | None = None,
          phases: tuple[str, ...] = PHASES, build_dir: Path | None = None, echo: bool = False,
-         ) -> FuzzResult:  # fmt: skip
-    """Start the local API with services of its own, run Schemathesis against it, tear everything down."""
+         reports: Path | None = None) -> FuzzResult:  # fmt: skip
+    """Start the local API with services of its own, run Schemathesis's passes against it, tear everything down
+    (``reports``: where Schemathesis's JSON and NDJSON reports are kept; a temporary directory otherwise)."""
     from lambda_emulator import BUILD_DIR
     from local_api import LocalApi
     from services import postgres_url, redis_url
@@ -225,6 +276,7 @@ def fuzz(max_examples: int = MAX_EXAMPLES, workers: int = WORKERS, seed: int | N
     admin_url, _ = postgres_url()
     redis, _ = redis_url()
     token = secrets.token_urlsafe(24)
+    seed = secrets.randbelow(2**63) if seed is None else seed  # one seed for both passes, reported
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="parel-fuzz-") as tmp:
         database = stack.enter_context(fresh_database(admin_url))
         prefix = stack.enter_context(bullmq_prefix(redis))
@@ -243,39 +295,24 @@ def fuzz(max_examples: int = MAX_EXAMPLES, workers: int = WORKERS, seed: int | N
         api = stack.enter_context(LocalApi(build_dir or BUILD_DIR, extra_env=env, request_log=False,
                                            wait_for_environment_s=WAIT_FOR_ENVIRONMENT_S))  # fmt: skip
         preflight(api)
-        reports = Path(tmp)
-        arguments = schemathesis_arguments(api.url, max_examples, workers, seed, phases)
-        report, events = reports / "run.json", reports / "events.ndjson"
-        command = [str(Path(sys.executable).with_name("schemathesis")), *arguments, "--report", "json,ndjson",
-                   "--report-json-path", str(report), "--report-ndjson-path", str(events)]  # fmt: skip
+        reports = Path(reports or tmp)
+        reports.mkdir(parents=True, exist_ok=True)
+        result = FuzzResult(returncode=0, seconds=0.0, seed=str(seed))
         started = time.monotonic()
-        lines = []
-        with subprocess.Popen(
-            command, cwd=tmp, env={**os.environ, TOKEN_VARIABLE: token, "COLUMNS": "160"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        ) as process:  # fmt: skip
-            for line in process.stdout:
-                lines.append(line)
-                if echo:
-                    sys.stderr.write(line)
-        seconds = time.monotonic() - started
-        output = "".join(lines)
-        shown = " ".join(["schemathesis", *arguments]).replace(api.url, "$API_URL").replace(f"{ROOT}/", "")
-        result = FuzzResult(shown, process.returncode, seconds, output=output, webhook_posts=sink.posts)
-        if report.exists():
-            document = json.loads(report.read_text())
-            operations = document.get("operations") or {}
-            result.operations = operations.get("selected", 0)
-            result.operations_tested = operations.get("tested", 0)
-            result.cases = (document.get("test_cases") or {}).get("generated", 0)
-            result.seed = str(document.get("seed") or "")
-            result.failures = [f"{f['title']} ({f['count']}) in {', '.join(f['operations'])}"
-                               for f in document.get("failures") or []]  # fmt: skip
-            result.errors = [f"{e['title']} ({e['count']})" for e in document.get("errors") or []]
-        else:
-            result.errors.append("no JSON report: Schemathesis did not finish")
-        if events.exists():
-            result.checks, result.statuses = read_events(events)
+        for index, (suffix, selection) in enumerate(PASSES):
+            config = CONFIG if index == 0 else anonymous_config(Path(tmp) / "anonymous.toml")
+            arguments = schemathesis_arguments(config, api.url, max_examples, workers, seed, phases, selection)
+            report, events = reports / f"run{index + 1}.json", reports / f"events{index + 1}.ndjson"
+            command = [str(Path(sys.executable).with_name("schemathesis")), *arguments, "--report", "json,ndjson",
+                       "--report-json-path", str(report), "--report-ndjson-path", str(events)]  # fmt: skip
+            returncode, output = _schemathesis(command, tmp, token, echo)
+            result.returncode = result.returncode or returncode
+            result.output += output
+            shown = " ".join(["schemathesis", *arguments]).replace(api.url, "$API_URL").replace(f"{ROOT}/", "")
+            result.commands.append(shown.replace(str(config), "(tools/schemathesis.toml without its auth table)"))
+            _add_pass(result, report, events, suffix)
+        result.seconds = time.monotonic() - started
+        result.webhook_posts = sink.posts
         return result
 
 
@@ -285,8 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=WORKERS, help="concurrent Schemathesis workers")
     parser.add_argument("--seed", type=int, help="Hypothesis seed (a failure's seed reproduces it)")
     parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated Schemathesis phases")
+    parser.add_argument("--reports", type=Path, help="keep Schemathesis's run.json and events.ndjson here")
     args = parser.parse_args(argv)
-    result = fuzz(args.max_examples, args.workers, args.seed, tuple(args.phases.split(",")), echo=True)
+    result = fuzz(args.max_examples, args.workers, args.seed, tuple(args.phases.split(",")), echo=True,
+                  reports=args.reports)  # fmt: skip
     print(f"fuzz: {result.operations} operations, {result.cases} cases, {result.checks_run} checks, "
           f"{len(result.failures)} failures, {len(result.errors)} errors in {result.seconds:.0f} s",
           file=sys.stderr)  # fmt: skip

@@ -714,8 +714,9 @@ def schemathesis_section(result, error: str = "") -> list[str]:
         "with services of the run's own: a fresh PostgreSQL database with the Auth.js Prisma schema (the heal "
         "route deletes there and nowhere else), a BullMQ prefix of its own with both queues, a webhook sink on "
         "127.0.0.1 standing in for Slack and Discord, and a random admin token sent where the contract names the "
-        "`adminToken` scheme (the admin routes, and the health routes' full documents). A request that finds "
-        "every environment of its function busy waits for one (no 429 from the local gateway). Measured "
+        "`adminToken` scheme (the admin routes, and the health routes' full documents); a second pass calls the "
+        "health routes without it (their public documents, rows marked anonymous). A request that finds every "
+        "environment of its function busy waits for one (no 429 from the local gateway). Measured "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {result.seconds:.0f} s, seed {result.seed or '-'} "
         "(`tools/fuzz_api.py --seed` replays it).",
     ]
@@ -734,9 +735,10 @@ def schemathesis_section(result, error: str = "") -> list[str]:
     if result.failures or result.errors:
         lines += ["", "Failures and errors (Schemathesis's reproductions are in the run's output):", ""]
         lines += [f"- {_cell(problem, 600)}" for problem in [*result.failures, *result.errors]]
-    lines += ["", f"Command: `make reliability SECTIONS=schemathesis`, which runs `{result.command}` "
-              "(`$API_URL`: the local API it starts; the token comes from `PAREL_FUZZ_ADMIN_TOKEN`). The bounded "
-              "run of `make test` is `tests/e2e/test_schemathesis_e2e.py`.", "",
+    commands = " then ".join(f"`{command}`" for command in result.commands)
+    lines += ["", f"Command: `make reliability SECTIONS=schemathesis`, which runs {commands} (`$API_URL`: the local "
+              "API it starts; the token comes from `PAREL_FUZZ_ADMIN_TOKEN`). The bounded run of `make test` is "
+              "`tests/e2e/test_schemathesis_e2e.py`.", "",
               "Found by Schemathesis and fixed, each with a regression test:", ""]  # fmt: skip
     lines += [f"- {finding}" for finding in FIXED]
     return lines

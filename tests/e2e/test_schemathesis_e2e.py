@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from fuzz_api import CHECKS, fuzz, read_events
+from fuzz_api import CHECKS, fuzz
 
 # Small and seeded: every phase (examples, coverage, fuzzing) on every operation within about a minute here.
 MAX_EXAMPLES, SEED = 5, 20261129
+HEALTH_ROUTES = ("/api/health", "/api/health/app", "/api/health/db", "/api/health/queue", "/api/health/uptime")
 
 
 @pytest.fixture(scope="module")
@@ -27,23 +28,14 @@ def test_schemathesis_finds_no_failure_against_the_local_api(run):
 
 
 def test_the_run_reached_the_functions_and_the_webhook_sink(run):
-    """The answers are the functions' own (not the local gateway's 500 or 429) and the alerts route delivered to the
-    webhook stand-ins; the admin routes were also tried without the token (ignored_auth: 401)."""
-    statuses = {status for counts in run.statuses.values() for status in counts}
-    assert 500 not in statuses and 429 not in statuses, run.statuses
-    assert run.statuses["POST /api/admin/alerts"][200] > 0 and run.webhook_posts > 0, run.statuses
-    assert run.statuses["POST /api/admin/heal"][200] > 0, run.statuses
-    assert all(run.statuses[label][401] > 0 for label in run.statuses if " /api/admin/" in label), run.statuses
-
-
-def test_read_events_counts_checks_and_statuses(tmp_path):
-    events = tmp_path / "events.ndjson"
-    events.write_text(
-        '{"Initialize": {}}\n'
-        '{"ScenarioFinished": {"recorder": {"label": "GET /x", "checks": {"a": [{"name": "c1", "status": "success"},'
-        ' {"name": "c2", "status": "failure"}], "b": [{"name": "c1", "status": "success"}]},'
-        ' "interactions": {"a": {"response": {"status_code": 200}}, "b": {"response": {"status_code": 400}}}}}}\n'
-    )
-    checks, statuses = read_events(events)
-    assert checks == {"c1": [2, 0], "c2": [1, 1]}
-    assert statuses == {"GET /x": {200: 1, 400: 1}}
+    """The answers are the functions' own (not the local gateway's 500 or 429), the alerts route delivered to the
+    webhook stand-ins, the admin routes were also tried without the token (ignored_auth: 401), and the health
+    routes were called anonymously too (their public documents)."""
+    answers = {status.split()[0] for counts in run.statuses.values() for status in counts}
+    assert not answers & {"500", "429"}, run.statuses
+    assert run.statuses["POST /api/admin/alerts"]["200"] > 0 and run.webhook_posts > 0, run.statuses
+    assert run.statuses["POST /api/admin/heal"]["200"] > 0, run.statuses
+    assert all(run.statuses[label]["401"] > 0 for label in run.statuses if " /api/admin/" in label), run.statuses
+    anonymous = {label for label in run.statuses if label.endswith(" (anonymous)")}
+    assert anonymous == {f"GET {path} (anonymous)" for path in HEALTH_ROUTES}, run.statuses
+    assert all(run.statuses[label]["200"] > 0 for label in anonymous), run.statuses

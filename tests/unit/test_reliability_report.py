@@ -71,11 +71,11 @@ def test_the_schemathesis_section_lists_figures_checks_and_operations():
 
     from fuzz_api import CHECKS, FuzzResult
 
-    result = FuzzResult("schemathesis run openapi.yaml", 0, 12.0, operations=2, operations_tested=2, cases=40,
-                        seed="7", checks={name: [10, 0] for name in CHECKS},
-                        statuses={"GET /a": Counter({200: 3, 404: 1})}, webhook_posts=2)  # fmt: skip
+    result = FuzzResult(0, 12.0, operations=2, operations_tested=2, cases=40, seed="7",
+                        checks={name: [10, 0] for name in CHECKS}, statuses={"GET /a": Counter({"200": 3, "404": 1})},
+                        webhook_posts=2, commands=["schemathesis run openapi.yaml", "schemathesis run b"])  # fmt: skip
     text = "\n".join(reliability.schemathesis_section(result))
     assert "| 2 of 2 | 40 | 90 | 0 | 0 | 2 |" in text
     assert "| `not_a_server_error` | 10 | 0 |" in text and "| `GET /a` | 4 | 200: 3, 404: 1 |" in text
-    assert "`schemathesis run openapi.yaml`" in text and "seed 7" in text
+    assert "`schemathesis run openapi.yaml` then `schemathesis run b`" in text and "seed 7" in text
     assert "Not run (`--skip-schemathesis`)." in "\n".join(reliability.schemathesis_section(None))

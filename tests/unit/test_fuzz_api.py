@@ -1,5 +1,5 @@
-"""Regressions of what Schemathesis found against the contract (tools/fuzz_api.py; the list is its ``FIXED``):
-documents the code builds, checked against openapi.yaml without a service."""
+"""tools/fuzz_api.py without a service: what it reads from Schemathesis's reports, the anonymous pass's settings, and
+the regressions of what Schemathesis found against the contract (the list is its ``FIXED``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import pytest
 from openapi_contract import response_problems
 
+from fuzz_api import CONFIG, anonymous_config, read_events
 from parel_monitoring.health.aggregate import to_health_json
 
 
@@ -57,3 +58,26 @@ def test_health_json_documents_conform_to_the_contract(policy):
     assert ("redis:evictionPolicy" in body["checks"]) is (policy is not None)
     headers = {"content-type": "application/health+json", "x-correlation-id": "c-1", "cache-control": "no-store"}
     assert response_problems("GET", "/api/health", 200, headers, json.dumps(body)) == []
+
+
+def test_read_events_counts_checks_and_statuses(tmp_path):
+    """Checks per name (run, failed) and answers per operation; a probe with another method counts apart."""
+    events = tmp_path / "events.ndjson"
+    events.write_text(
+        '{"Initialize": {}}\n'
+        '{"ScenarioFinished": {"recorder": {"label": "GET /x", "checks": {"a": [{"name": "c1", "status": "success"},'
+        ' {"name": "c2", "status": "failure"}], "b": [{"name": "c1", "status": "success"}]},'
+        ' "interactions": {"a": {"request": {"method": "GET"}, "response": {"status_code": 200}},'
+        ' "b": {"request": {"method": "TRACE"}, "response": {"status_code": 404}}}}}}\n'
+    )
+    checks, statuses = read_events(events, " (anonymous)")
+    assert checks == {"c1": [2, 0], "c2": [1, 1]}
+    assert statuses == {"GET /x (anonymous)": {"200": 1, "404 (other methods)": 1}}
+
+
+def test_the_anonymous_pass_has_every_setting_but_the_token(tmp_path):
+    import tomllib
+
+    full = tomllib.loads(CONFIG.read_text())
+    anonymous = tomllib.loads(anonymous_config(tmp_path / "a.toml").read_text())
+    assert "auth" in full and anonymous == {key: value for key, value in full.items() if key != "auth"}
