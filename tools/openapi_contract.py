@@ -111,7 +111,15 @@ def _schema_problems(schema: Any, instance: Any, document: Mapping[str, Any], wh
         # Into a oneOf/anyOf: the most relevant sub-error says more than "not valid under any of the given schemas".
         error = best_match([error])
         where = "/".join(str(part) for part in error.absolute_path) or "(root)"
-        problems.append(f"{what} at {where}: {error.message[:300]}")
+        message = error.message[:300]
+        if error.context:  # still a oneOf/anyOf: why each alternative failed
+            branches: dict[Any, list[Any]] = {}
+            for sub in error.context:
+                branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+            message = "; ".join(
+                f"alternative {index}: {best_match(subs).message[:160]}" for index, subs in sorted(branches.items())
+            )
+        problems.append(f"{what} at {where}: {message}")
     return problems
 
 
