@@ -13,6 +13,7 @@ failure, never a skip, and selenium never downloads a browser or driver.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -36,6 +37,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 import services
 from bullmq_scenario import run_scenario, unique_prefix
+from live_workers import live_workers
 from local_api import LocalApi
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -56,6 +58,12 @@ SNAPSHOT_JS = """
 const rows = (card) => Object.fromEntries([...card.querySelectorAll("tr[data-queue]")].map((row) => [
   row.dataset.queue, Object.fromEntries([...row.querySelectorAll("[data-count]")].map(
     (cell) => [cell.dataset.count, Number(cell.textContent)]))]));
+const cell = (row, figure) => {
+  const td = row.querySelector(`[data-figure="${figure}"]`);
+  return td && {text: td.textContent, title: td.title, over: td.classList.contains("over")};
+};
+const liveness = (card) => Object.fromEntries([...card.querySelectorAll("tr[data-queue]")].map((row) => [
+  row.dataset.queue, {workers: cell(row, "workers"), age: cell(row, "oldest-age")}]));
 const cards = Object.fromEntries([...document.querySelectorAll("[data-component]")].map((card) => {
   const badge = card.querySelector(".badge");
   return [card.dataset.component, {
@@ -71,7 +79,9 @@ const cards = Object.fromEntries([...document.querySelectorAll("[data-component]
       problem: t.querySelector(".problem").textContent,
       fields: Object.fromEntries([...t.querySelectorAll("[data-field]")].map(
         (d) => [d.dataset.field, d.textContent]))})),
-    queues: rows(card)}];
+    queues: rows(card), liveness: liveness(card),
+    redis: Object.fromEntries([...card.querySelectorAll("[data-role=redis] [data-field]")].map(
+      (d) => [d.dataset.field, {text: d.textContent, over: d.classList.contains("over")}]))}];
 }));
 const note = document.getElementById("access-note");
 return {cards, overall: document.getElementById("overall").textContent,
@@ -112,6 +122,29 @@ def redis_server(tmp_path):
         services._wait_listening(port, "Redis")
         yield process, f"redis://127.0.0.1:{port}/0"
     finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def configured_redis(tmp_path):
+    """``configured_redis("maxmemory 256mb", ...)``: a throwaway redis-server started from a config file with those
+    lines (never the shared one on 6379); its URL. Stopped after the test."""
+    server = shutil.which("redis-server")
+    assert server, "redis-server not found (apt-get install redis-server)"
+    started: list[subprocess.Popen] = []
+
+    def start(*lines: str) -> str:
+        port = services._free_port()
+        config = tmp_path / f"redis-{port}.conf"
+        base = [f"port {port}", "bind 127.0.0.1", 'save ""', "appendonly no", f"dir {tmp_path}"]
+        config.write_text("\n".join([*base, *lines]) + "\n")
+        started.append(subprocess.Popen([server, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        services._wait_listening(port, "Redis")
+        return f"redis://127.0.0.1:{port}/0"
+
+    yield start
+    for process in started:
         process.kill()
         process.wait()
 
@@ -416,3 +449,86 @@ def test_uptime_cards_per_probe_target_statuses_for_anyone_figures_for_the_token
             screenshot(chromium, "dashboard-uptime-details.png")
         console = [entry["message"] for entry in chromium.get_log("browser")]
         assert not [line for line in console if "Content Security Policy" in line or "Uncaught" in line], console
+
+
+def test_queue_card_shows_workers_the_oldest_wait_and_redis_with_real_workers_present_then_gone(
+    built, chromium, database_url, configured_redis
+):
+    """Issue 15 on the page, with the token: per queue the live workers (Node's count: two on each queue, one
+    named) and the oldest waiting job's age; a Redis section with the evicting policy flagged and the memory
+    against maxmemory. When the workers exit, the high-priority queue's waiting jobs are stranded: its workers
+    cell turns red and the card unhealthy. Anonymous, none of it shows."""
+    redis_url = configured_redis("maxmemory 256mb", "maxmemory-policy allkeys-lru")
+    prefix = unique_prefix("dash-live")
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "QUEUE_NAMES": f"{HP},default",
+           "BULLMQ_PREFIX": prefix, "HIGH_PRIORITY_QUEUE": HP, "ADMIN_API_TOKEN": TOKEN,
+           "QUEUE_NO_WORKER_GRACE_S": "1"}  # fmt: skip
+    run_scenario("populate", prefix, "default", redis_url, completed=4)  # its own worker, closed: jobs done
+    with LocalApi(build_dir=built, extra_env=env) as api:
+        with live_workers(prefix, [HP, "default"], redis_url, count=2, names=["mailer"]) as node_counts:
+            assert node_counts == {HP: 2, "default": 2}
+            run_scenario("populate", prefix, HP, redis_url, waiting=3)  # the workers process nothing: they wait
+            chromium.get(f"{api.url}/admin/monitor?interval=2&timeout=5")
+            anonymous = wait_for(chromium, lambda s: s["cards"]["queue"]["status"] == "degraded", "the queue card", 30)
+            assert anonymous["cards"]["queue"]["liveness"] == {} and anonymous["cards"]["queue"]["redis"] == {}
+            page_text = chromium.find_element(By.TAG_NAME, "body").text
+            assert "allkeys-lru" not in page_text and "Redis" not in page_text
+
+            enter_token(chromium, TOKEN)
+            present = wait_for(
+                chromium,
+                lambda s: (s["cards"]["queue"]["liveness"].get(HP, {}).get("workers") or {}).get("text") == "2",
+                "the workers of the high-priority queue",
+                30,
+            )
+            queue = present["cards"]["queue"]
+            assert queue["status"] == "degraded" and queue["colour"] == YELLOW  # the evicting policy, workers live
+            assert {name: row["workers"] for name, row in queue["liveness"].items()} == {
+                HP: {"text": "2", "title": "", "over": False},
+                "default": {"text": "2", "title": "", "over": False},
+            }
+            age = queue["liveness"][HP]["age"]
+            assert re.fullmatch(r"(0\.\d|\d+)s", age["text"]) and age["title"].endswith(" s") and not age["over"]
+            assert queue["liveness"]["default"]["age"] == {"text": "\u2013", "title": "", "over": False}  # none waits
+            policy, memory = queue["redis"]["redis-policy"], queue["redis"]["redis-memory"]
+            assert policy["text"].startswith("allkeys-lru: BullMQ requires noeviction") and policy["over"]
+            shown = r"[\d.]+ (KiB|MiB) of 256\.0 MiB \([\d.]+ %; warn 80 %, critical 90 %\)"
+            assert re.fullmatch(shown, memory["text"]) and not memory["over"]
+            assert "allkeys-lru" in queue["fields"]["reasons"]
+
+        # The workers exit: the three high-priority jobs wait on with nobody to run them.
+        gone = wait_for(
+            chromium, lambda s: s["cards"]["queue"]["status"] == "unhealthy", "the stranded high-priority queue", 30
+        )
+        queue = gone["cards"]["queue"]
+        assert queue["colour"] == RED and gone["overall"] == "unhealthy" and queue["queues"][HP]["waiting"] == 3
+        assert queue["liveness"][HP]["workers"] == {"text": "0", "title": "", "over": True}
+        assert queue["liveness"]["default"]["workers"] == {"text": "0", "title": "", "over": False}  # nothing waits
+        assert re.fullmatch(r"\d+s", queue["liveness"][HP]["age"]["text"])
+        assert "allkeys-lru" in queue["fields"]["reasons"] and "no live worker" in queue["fields"]["reasons"]
+        assert "missing" not in queue["fields"]
+        screenshot(chromium, "dashboard-queue-liveness.png")  # docs/img/monitor-dashboard.png in the README
+        console = [entry["message"] for entry in chromium.get_log("browser")]
+        assert not [line for line in console if "Content Security Policy" in line or "Uncaught" in line], console
+
+
+def test_an_unknown_worker_count_shows_unknown_with_the_reason_on_hover(
+    built, chromium, database_url, configured_redis
+):
+    """A Redis that refuses CLIENT (as some hosted services do): the workers cell says "unknown", its title the
+    reason; the status is the other signals' (healthy: nothing waits, noeviction, no maxmemory)."""
+    redis_url = configured_redis('rename-command CLIENT ""')
+    prefix = unique_prefix("dash-nocl")
+    run_scenario("open", prefix, HP, redis_url)
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "QUEUE_NAMES": HP, "BULLMQ_PREFIX": prefix,
+           "HIGH_PRIORITY_QUEUE": HP, "ADMIN_API_TOKEN": TOKEN}  # fmt: skip
+    with LocalApi(build_dir=built, extra_env=env) as api:
+        chromium.get(f"{api.url}/admin/monitor?interval=2&timeout=5")
+        enter_token(chromium, TOKEN)
+        shown = wait_for(chromium, lambda s: s["cards"]["queue"]["liveness"].get(HP), "the queue's row", 30)
+        queue = shown["cards"]["queue"]
+        workers = queue["liveness"][HP]["workers"]
+        assert workers["text"] == "unknown" and "CLIENT" in workers["title"] and not workers["over"]
+        assert queue["status"] == "healthy" and queue["colour"] == GREEN
+        assert queue["redis"]["redis-policy"] == {"text": "noeviction", "over": False}
+        assert queue["redis"]["redis-memory"]["text"].endswith(" used (no maxmemory limit)")
