@@ -47,8 +47,9 @@
 //   workers         --count N [--names a,b] [--queues q1,q2] [--run] [--timeout-ms 30000]
 //                   Starts N Workers on each queue of --queues (default: --queue), the first ones named
 //                   by --names (Worker option `name`, so their connection is `<prefix>:<base64>:w:<name>`),
-//                   processing jobs only with --run. Once Node's queue.getWorkersCount() sees them all it
-//                   prints {workersCount: {queue: n}} and keeps them alive until its stdin closes, then
+//                   processing jobs only with --run. Once Node's queue.getWorkersCount() sees them all (with
+//                   --cluster: once its answer is stable; bullmq counts only the node with the most of them)
+//                   it prints {workersCount: {queue: n}} and keeps them alive until its stdin closes, then
 //                   closes them gracefully and prints {closed: true}.
 //   workers-count   [--queues q1,q2]  queue.getWorkersCount() of each queue as Node reports it.
 //   add-aged        --ages S1,S2,... [--priority P] [--lifo]
@@ -457,9 +458,18 @@ async function workers(ctx) {
   }
   await Promise.all(started.map(worker => worker.waitUntilReady()));
   let workersCount = {};
+  let previous = null;
   await waitFor(
     async () => {
       workersCount = await workersCountOf(ctx, queues);
+      if (ctx.cluster) {
+        // bullmq counts a Cluster's workers on the node with the most of them: fewer than started when their
+        // connections are spread over nodes. Wait until the answer is the same twice in a row.
+        const same = JSON.stringify(workersCount) === previous;
+        previous = JSON.stringify(workersCount);
+        if (!same) await sleep(200);
+        return same && queues.every(name => workersCount[name] >= 1);
+      }
       return queues.every(name => workersCount[name] >= count);
     },
     timeoutMs,
@@ -519,6 +529,7 @@ async function main() {
   const ctx = {
     opts,
     major,
+    cluster: Boolean(cluster),
     queueName,
     base: {
       connection: cluster || connectionFromUrl(url),

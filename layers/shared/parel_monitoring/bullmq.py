@@ -123,7 +123,8 @@ def get_redis(settings: RedisSettings) -> redis.Redis:
         socket_timeout=settings.socket_timeout_s,
         # Retry a dropped connection at once; a timeout is not retried (answer within the bound).
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-        client_name="parel-monitoring",
+        # No client_name: redis-py fails the connection when CLIENT SETNAME is refused (renamed CLIENT,
+        # some managed services), which would make every check unhealthy there.
     )
 
 
@@ -168,8 +169,7 @@ class ClusterClient:
             settings.url,
             socket_connect_timeout=settings.connect_timeout_s,
             socket_timeout=settings.socket_timeout_s,
-            retry=Retry(NoBackoff(), 1),
-            client_name="parel-monitoring",
+            retry=Retry(NoBackoff(), 1),  # no client_name: see get_redis
         )
 
     @staticmethod
