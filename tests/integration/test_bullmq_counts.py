@@ -31,7 +31,7 @@ from bullmq_scenario import (
     unique_prefix,
     wait_locks_expired,
 )
-from parel_monitoring.bullmq import COUNT_TYPES, QueueSettings, job_counts
+from parel_monitoring.bullmq import COUNT_TYPES, QueueSettings, job_counts, queue_state
 from parel_monitoring.settings import ConfigurationError
 
 ZERO = dict.fromkeys(COUNT_TYPES, 0)
@@ -309,6 +309,17 @@ def _client_commands(url: str, action) -> list[list[str]]:
     return [c["command"].split() for c in seen if c.get("client_type") != "lua" and marker not in c["command"]]
 
 
+def connection_stats(url: str) -> dict[str, int]:
+    """``INFO commandstats`` calls per command of the server (``client|list``, ``evalsha``, ...)."""
+    reader = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        return {
+            name.removeprefix("cmdstat_"): int(stats["calls"]) for name, stats in reader.info("commandstats").items()
+        }
+    finally:
+        reader.close()
+
+
 def test_twenty_queues_in_one_round_trip(private_redis, bullmq_major):
     prefix = unique_prefix()
     queues = [f"q{index:02d}" for index in range(20)]
@@ -334,6 +345,38 @@ def test_twenty_queues_in_one_round_trip(private_redis, bullmq_major):
         assert counts_only(readings[queue]) == {**ZERO, **expected}, queue
         assert readings[queue]["exists"] is (queue in populated or queue == "q11"), queue
         assert readings[queue]["isPaused"] is (queue == "q11"), queue
+
+    # Issue 15's figures (workers, oldest ages, Redis memory): the same script call for the counts and ages of
+    # all 20 queues, plus CLIENT LIST and INFO memory, pipelined: 2 more commands, no more round trips.
+    sends: list[int] = []
+
+    class CountingConnection(redis.Connection):
+        def send_packed_command(self, command, check_health=True):
+            sends.append(1)
+            return super().send_packed_command(command, check_health)
+
+    counted = redis.Redis.from_url(private_redis, socket_timeout=5, connection_class=CountingConnection)
+    try:
+        queue_state(counted, prefix, ["warm-up"])  # connects (handshake) and loads nothing new
+        state: list = []
+        sends.clear()
+        before = connection_stats(private_redis)
+        commands = _client_commands(private_redis, lambda: state.append(queue_state(counted, prefix, queues)))
+        after = connection_stats(private_redis)
+    finally:
+        counted.close()
+    words = [[word.strip('"').upper() for word in command[:2]] for command in commands]
+    # MONITOR leaves out admin commands such as CLIENT LIST: the server's own command statistics count it.
+    assert [words[0][0], *map(" ".join, words[1:])] == ["EVALSHA", "INFO MEMORY"], commands
+    assert after.get("client|list", 0) - before.get("client|list", 0) == 1
+    assert commands[0][2].strip('"') == str(20 * 9)
+    assert len(sends) == 1, f"{len(sends)} writes to the socket: the three commands were not one pipeline"
+    assert {queue: counts_only(state[0].queues[queue]) for queue in queues} == {
+        queue: counts_only(readings[queue]) for queue in queues
+    }
+    assert state[0].workers == dict.fromkeys(queues, 0) and state[0].redis["maxmemoryPolicy"] == "noeviction"
+    assert state[0].queues["q00"]["oldestWaitingAgeSeconds"] is not None
+    assert state[0].queues["q19"]["oldestWaitingAgeSeconds"] is None
 
     def node_reading(queue):
         return queue, node_state(prefix, queue, private_redis)
