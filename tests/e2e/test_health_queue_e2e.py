@@ -95,3 +95,36 @@ def test_empty_queue_names_is_a_500_naming_the_variable(start_function):
     assert error["error"] == "configuration" and error["variable"] == "QUEUE_NAMES"
     assert error["correlationId"] == "demo-queue-0001"
     assert result.payload["headers"]["x-correlation-id"] == "demo-queue-0001"
+
+
+def test_a_high_priority_queue_without_workers_answers_503_and_anonymous_callers_read_only_the_status(
+    start_function, prefix, bullmq_major
+):
+    """Issue 15: jobs waiting 2 minutes on the high-priority queue with no live worker: 503 (the no-worker rule),
+    the figures and reasons for the admin token, the status alone anonymously; with a live (named) worker the
+    same jobs are only old: 200 degraded, `workers` equal to Node's getWorkersCount()."""
+    from live_workers import live_workers
+
+    token = "e2e-queue-liveness-token-31f0"
+    run_scenario("add-aged", prefix, HP, ages="120")
+    queue_fn = start_function(
+        "HealthQueueFunction", REDIS_URL=REDIS_URL, QUEUE_NAMES=HP, BULLMQ_PREFIX=prefix, HIGH_PRIORITY_QUEUE=HP,
+        HEALTH_CACHE_TTL_S="0", ADMIN_API_TOKEN=token,
+    )  # fmt: skip
+    admin = {"authorization": f"Bearer {token}"}
+
+    stranded = queue_fn.invoke(load_event("health-queue", headers=admin))
+    anonymous = queue_fn.invoke(load_event("health-queue"))
+    assert stranded.payload["statusCode"] == 503 and anonymous.payload["statusCode"] == 503
+    assert body(anonymous) == {"status": "unhealthy"}
+    full = body(stranded)
+    high = full["queues"][0]
+    assert full["status"] == "unhealthy" and high["workers"] == 0 and 119 <= high["oldestWaitingAgeSeconds"] < 180
+    assert full["reasons"][0].startswith(f"high-priority queue {HP}: no live worker (CLIENT LIST)"), full["reasons"]
+    assert full["redis"]["maxmemoryPolicy"] == "noeviction" and full["thresholds"]["noWorkerGraceSeconds"] == 60
+
+    with live_workers(prefix, [HP], count=2, names=["mailer"]) as node:
+        alive = queue_fn.invoke(load_event("health-queue", headers=admin))
+    assert alive.payload["statusCode"] == 200
+    assert body(alive)["status"] == "degraded" and body(alive)["queues"][0]["workers"] == node[HP] == 2
+    assert not any("no live worker" in reason for reason in body(alive)["reasons"])
