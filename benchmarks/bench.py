@@ -297,7 +297,9 @@ def cold_section(samples: dict[str, list[float]], runs: int) -> tuple[str, list[
             f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()} ({os.cpu_count()} CPUs), "
             f"{runs} fresh execution environments per row (interleaved, rotating order), Python "
             f"{sys.version.split()[0]}, INIT REPORT `durationMs` of the emulator "
-            "(interpreter start + runtime client + handler import + init code).",
+            "(interpreter start + runtime client + handler import + init code). Load average at the end "
+            f"(1/5/15 min): {'/'.join(f'{load:.1f}' for load in os.getloadavg())}: other work on the machine "
+            "slows every row (interleaved, they share it alike).",
             "",
             *table(
                 ["function", "median ms", "min ms", "max ms", "vs reference", "target (ms)", ""],
