@@ -724,7 +724,7 @@ def schemathesis_section(result, error: str = "") -> list[str]:
               str(len(result.failures)), str(len(result.errors)), str(result.webhook_posts)]  # fmt: skip
     checks = [[f"`{name}`", f"{result.checks.get(name, [0, 0])[0]:,}", str(result.checks.get(name, [0, 0])[1])]
               for name in CHECKS]  # fmt: skip
-    by_path = sorted(result.statuses.items(), key=lambda item: item[0].split()[::-1])
+    by_path = sorted(result.statuses.items(), key=lambda item: (item[0].split()[1], item[0]))  # anonymous after
     operations = [[f"`{label}`", f"{sum(counts.values()):,}",
                    ", ".join(f"{status}: {count}" for status, count in sorted(counts.items()))]
                   for label, counts in by_path]  # fmt: skip
