@@ -177,6 +177,20 @@ def bullmq_prefix(redis: str):
         cleanup(prefix, redis)
 
 
+def forget_heal_positions(redis: str, database: str) -> None:
+    """The heal's resume positions for the run's database (written by a partial walk only; they expire anyway)."""
+    import redis as redis_client
+
+    from parel_monitoring.heal.positions import KEY_PREFIX
+
+    client = redis_client.Redis.from_url(redis, socket_timeout=5)
+    try:
+        for key in client.scan_iter(match=f"{KEY_PREFIX}:{database}:*"):
+            client.delete(key)
+    finally:
+        client.close()
+
+
 def read_events(path: Path, suffix: str = "") -> tuple[dict[str, list[int]], dict[str, Counter]]:
     """From Schemathesis's NDJSON events: check -> [run, failed], and operation (+ ``suffix``) -> Counter of the
     answers' statuses (``"404 (other methods)"`` for a request whose method is not the operation's)."""
@@ -279,6 +293,7 @@ def fuzz(max_examples: int = MAX_EXAMPLES, workers: int = WORKERS, seed: int | N
     seed = secrets.randbelow(2**63) if seed is None else seed  # one seed for both passes, reported
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="parel-fuzz-") as tmp:
         database = stack.enter_context(fresh_database(admin_url))
+        stack.callback(forget_heal_positions, redis, database.rsplit("/", 1)[1])
         prefix = stack.enter_context(bullmq_prefix(redis))
         sink = stack.enter_context(webhook_sink())
         sink_url = f"http://127.0.0.1:{sink.server_address[1]}"
