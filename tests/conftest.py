@@ -184,6 +184,33 @@ def bullmq_major(request, monkeypatch) -> int:
     return request.param
 
 
+@pytest.fixture
+def throwaway_redis(tmp_path):
+    """``throwaway_redis("maxmemory-policy allkeys-lru", 'rename-command CLIENT ""', ...)``: a redis-server of the
+    test's own (never the shared one on 6379) started from a config file holding those lines; its URL. Killed
+    after the test, with its data."""
+    import shutil
+    import subprocess
+
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server not found (apt-get install redis-server)"
+    started: list[subprocess.Popen] = []
+
+    def start(*lines: str) -> str:
+        port = services._free_port()
+        config = tmp_path / f"redis-{port}.conf"
+        base = [f"port {port}", "bind 127.0.0.1", 'save ""', "appendonly no", f"dir {tmp_path}"]
+        config.write_text("\n".join([*base, *lines]) + "\n")
+        started.append(subprocess.Popen([binary, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        services._wait_listening(port, "Redis")
+        return f"redis://127.0.0.1:{port}/0"
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture(scope="session")
 def password_protected_redis():
     """A throwaway ``redis-server --requirepass right-Pa55word`` (the shared one has no password): its URL."""

@@ -126,29 +126,6 @@ def redis_server(tmp_path):
         process.wait()
 
 
-@pytest.fixture
-def configured_redis(tmp_path):
-    """``configured_redis("maxmemory 256mb", ...)``: a throwaway redis-server started from a config file with those
-    lines (never the shared one on 6379); its URL. Stopped after the test."""
-    server = shutil.which("redis-server")
-    assert server, "redis-server not found (apt-get install redis-server)"
-    started: list[subprocess.Popen] = []
-
-    def start(*lines: str) -> str:
-        port = services._free_port()
-        config = tmp_path / f"redis-{port}.conf"
-        base = [f"port {port}", "bind 127.0.0.1", 'save ""', "appendonly no", f"dir {tmp_path}"]
-        config.write_text("\n".join([*base, *lines]) + "\n")
-        started.append(subprocess.Popen([server, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        services._wait_listening(port, "Redis")
-        return f"redis://127.0.0.1:{port}/0"
-
-    yield start
-    for process in started:
-        process.kill()
-        process.wait()
-
-
 def wait_for(driver, condition: Callable[[dict[str, Any]], bool], what: str, timeout: float) -> dict[str, Any]:
     """Poll the page until ``condition(snapshot)``; on timeout fail with the last snapshot."""
     last: dict[str, Any] = {}
@@ -452,13 +429,13 @@ def test_uptime_cards_per_probe_target_statuses_for_anyone_figures_for_the_token
 
 
 def test_queue_card_shows_workers_the_oldest_wait_and_redis_with_real_workers_present_then_gone(
-    built, chromium, database_url, configured_redis
+    built, chromium, database_url, throwaway_redis
 ):
     """Issue 15 on the page, with the token: per queue the live workers (Node's count: two on each queue, one
     named) and the oldest waiting job's age; a Redis section with the evicting policy flagged and the memory
     against maxmemory. When the workers exit, the high-priority queue's waiting jobs are stranded: its workers
     cell turns red and the card unhealthy. Anonymous, none of it shows."""
-    redis_url = configured_redis("maxmemory 256mb", "maxmemory-policy allkeys-lru")
+    redis_url = throwaway_redis("maxmemory 256mb", "maxmemory-policy allkeys-lru")
     prefix = unique_prefix("dash-live")
     env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "QUEUE_NAMES": f"{HP},default",
            "BULLMQ_PREFIX": prefix, "HIGH_PRIORITY_QUEUE": HP, "ADMIN_API_TOKEN": TOKEN,
@@ -512,12 +489,10 @@ def test_queue_card_shows_workers_the_oldest_wait_and_redis_with_real_workers_pr
         assert not [line for line in console if "Content Security Policy" in line or "Uncaught" in line], console
 
 
-def test_an_unknown_worker_count_shows_unknown_with_the_reason_on_hover(
-    built, chromium, database_url, configured_redis
-):
+def test_an_unknown_worker_count_shows_unknown_with_the_reason_on_hover(built, chromium, database_url, throwaway_redis):
     """A Redis that refuses CLIENT (as some hosted services do): the workers cell says "unknown", its title the
     reason; the status is the other signals' (healthy: nothing waits, noeviction, no maxmemory)."""
-    redis_url = configured_redis('rename-command CLIENT ""')
+    redis_url = throwaway_redis('rename-command CLIENT ""')
     prefix = unique_prefix("dash-nocl")
     run_scenario("open", prefix, HP, redis_url)
     env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "QUEUE_NAMES": HP, "BULLMQ_PREFIX": prefix,

@@ -7,12 +7,7 @@ Redis of each test's own configuration and real Node bullmq workers.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
-import pytest
-
-import services
 from bullmq_scenario import run_scenario, unique_prefix
 from events_loader import load_event
 from live_workers import live_workers
@@ -22,29 +17,6 @@ TOKEN = "e2e-liveness-admin-token-5c1e9a"
 BEARER = {"authorization": f"Bearer {TOKEN}"}
 HP = "high-priority"
 GRACE_S = 1  # QUEUE_NO_WORKER_GRACE_S: the high-priority queue is stranded one second after its jobs were added
-
-
-@pytest.fixture
-def throwaway_redis(tmp_path):
-    """``throwaway_redis("maxmemory 256mb", ...)``: a redis-server started from a config file with those lines;
-    its URL. Stopped after the test."""
-    server = shutil.which("redis-server")
-    assert server, "redis-server not found (apt-get install redis-server)"
-    started: list[subprocess.Popen] = []
-
-    def start(*lines: str) -> str:
-        port = services._free_port()
-        config = tmp_path / f"redis-{port}.conf"
-        base = [f"port {port}", "bind 127.0.0.1", 'save ""', "appendonly no", f"dir {tmp_path}"]
-        config.write_text("\n".join([*base, *lines]) + "\n")
-        started.append(subprocess.Popen([server, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        services._wait_listening(port, "Redis")
-        return f"redis://127.0.0.1:{port}/0"
-
-    yield start
-    for process in started:
-        process.kill()
-        process.wait()
 
 
 def health_json(function, correlation_id: str, **headers: str) -> tuple[int, dict]:
