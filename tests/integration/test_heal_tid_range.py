@@ -207,6 +207,9 @@ def test_without_redis_the_walk_starts_at_page_0_and_keeps_nothing(prisma_url, c
     result = heal_stale_sessions(database_for(prisma_url), SMALL_BATCHES, budget_for_batches(2), positions=down)
     assert result["partial"] is True and result["position"]["note"] == UNAVAILABLE
     assert result["position"]["kept"] is None and result["position"]["startedAt"] == 0
+    assert down.unavailable  # not asked again in this run: the orphan rules' walks do not wait for Redis
+    orphans = clean_orphaned_records(database_for(prisma_url), OrphanSettings.from_env(), Budget(), positions=down)
+    assert {rule["position"]["note"] for rule in orphans["rules"] if rule["position"]} == {UNAVAILABLE}
 
 
 def test_a_dry_run_counts_from_page_0_and_leaves_the_position_alone(prisma_url, positions):

@@ -37,16 +37,21 @@ def position_key(database: str, walk: TidRangeWalk) -> str:
 
 
 class PositionStore:
-    """Positions of ``tid-range`` walks in Redis (``client``: a Redis or RedisCluster client)."""
+    """Positions of ``tid-range`` walks in Redis (``client``: a Redis or RedisCluster client). After one Redis
+    failure the store is not asked again in this run (each walk would wait for the connect timeout)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self.unavailable = False
 
     def resume(self, database: str, walk: TidRangeWalk) -> tuple[TidRangeWalk, str | None]:
         """``walk`` starting where the last partial run on its table stopped, and why not, if it does not."""
+        if self.unavailable:
+            return walk, UNAVAILABLE
         try:
             raw = self.client.get(position_key(database, walk))
         except redis.RedisError:
+            self.unavailable = True
             return walk, UNAVAILABLE
         if raw is None:
             return walk, None
@@ -71,6 +76,7 @@ class PositionStore:
                 value = json.dumps({"block": block, "filenode": walk.filenode, "pages": walk.pages})
                 self.client.set(key, value, ex=POSITION_TTL_S)
         except redis.RedisError:
+            self.unavailable = True
             return False
         return True
 
