@@ -1,6 +1,6 @@
 -- Optional: an index on the sessions' expiry, so healStaleSessions deletes expired sessions straight from an
--- index range ("expires-index" strategy) instead of walking the whole table in primary-key order
--- ("primary-key" strategy). See migrations/README.md.
+-- index range ("expires-index" strategy) instead of reading the whole table (in physical order, "tid-range",
+-- on PostgreSQL 14+; in key order before). See migrations/README.md.
 --
 -- CONCURRENTLY: the table stays readable and writable while the index builds. It cannot run inside a
 -- transaction block: run this file on its own (psql -f, or a migration tool's "no transaction" mode).
