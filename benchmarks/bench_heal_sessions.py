@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SESSIONS, EXPIRED = 2_000_000, 1_000_000
 MIN_RATIO, MAX_BATCH_MS = 0.5, 100.0
+ROUNDS = 2  # per row: the fastest of two single DELETEs and of two heals (a shared machine's noise)
 PG13 = 130000  # the unique-key rows are planned as for PostgreSQL 13 (no Tid Range Scan)
 TIMES = "\N{MULTIPLICATION SIGN}"
 REFERENCE = 'DELETE FROM "Session" WHERE expires < $cutoff'
@@ -158,10 +159,8 @@ def expired_left(url: str) -> tuple[int, int]:
         ).fetchone()
 
 
-def measure(server: Server, template: str, id_order: str, strategy: str) -> Measurement:
-    reference_db = fresh_copy(server, template, strategy)
-    reference_s = single_delete(server.url(reference_db))
-    server.drop(reference_db)
+def heal_copy(server: Server, template: str, strategy: str) -> tuple[float, dict, list[float], tuple, str, tuple]:
+    """``heal_stale_sessions`` on a fresh copy: (seconds, result, batch ms, what is left, plan, sizes)."""
     heal_db = fresh_copy(server, template, strategy)
     table_sizes = sizes(server.url(heal_db))
     database = Database(DatabaseSettings(server.url(heal_db), 3, 5000, True, "parel-bench-heal"))
@@ -183,8 +182,26 @@ def measure(server: Server, template: str, id_order: str, strategy: str) -> Meas
     remaining = expired_left(server.url(heal_db))
     server.drop(heal_db)
     assert result["strategy"] == strategy, result
-    log(f"  {id_order} {strategy}: DELETE {reference_s:.2f} s, heal {heal_s:.2f} s in {len(batch_ms)} batches")
-    return Measurement(id_order, strategy, reference_s, heal_s, result, batch_ms, remaining, plan, table_sizes)
+    return heal_s, result, batch_ms, remaining, plan, table_sizes
+
+
+def measure(server: Server, template: str, id_order: str, strategy: str) -> Measurement:
+    """``ROUNDS`` rounds, each a single DELETE on one copy then the heal on another; the fastest of each, the
+    batch times of every round, and the worst of the rounds' results (fewest deleted, most left)."""
+    references, heals, batch_ms, results, left = [], [], [], [], []
+    for _ in range(ROUNDS):
+        reference_db = fresh_copy(server, template, strategy)
+        references.append(single_delete(server.url(reference_db)))
+        server.drop(reference_db)
+        heal_s, result, batches, remaining, plan, table_sizes = heal_copy(server, template, strategy)
+        heals.append(heal_s)
+        batch_ms += batches
+        results.append(result)
+        left.append(remaining)
+        log(f"  {id_order} {strategy}: DELETE {references[-1]:.2f} s, heal {heal_s:.2f} s in {len(batches)} batches")
+    result = min(results, key=lambda r: r["count"])
+    remaining = max(left, key=lambda r: (r[1], -r[0]))
+    return Measurement(id_order, strategy, min(references), min(heals), result, batch_ms, remaining, plan, table_sizes)
 
 
 # --------------------------------------------------------------------------- report
@@ -247,7 +264,7 @@ def report(measurements: list[Measurement], version: str, seconds: float) -> str
         "heal_stale_sessions",
         "single DELETE",
         f"throughput ≥ {MIN_RATIO} {TIMES} DELETE",
-        "batches",
+        f"batches ({ROUNDS} rounds)",
         f"batch p50 / p99 / max ms (p99 ≤ {MAX_BATCH_MS:g})",
         "scans in one batch's plan (no Seq Scan)",
     ]
@@ -266,10 +283,13 @@ def report(measurements: list[Measurement], version: str, seconds: float) -> str
             f"indexes, `pg_total_relation_size`), {than} than `shared_buffers` ({shared}). Each token order is "
             "loaded once, vacuumed and analyzed, then copied (`CREATE DATABASE ... TEMPLATE`) for every "
             "measurement so that each one starts from the same table (not in PostgreSQL's buffers; in the OS "
-            f"cache as far as it goes). Per row: a single `{REFERENCE}` on one copy (the reference), "
-            f"`heal_stale_sessions` on another: `SESSION_BATCH_SIZE` {DEFAULT_BATCH_SIZE:,} (the default), each "
-            "batch its own transaction with a 5 s statement timeout, timed from the client (`on_batch`; the "
-            "count includes the empty `VerificationToken` table's batch). The `expires-index` rows run "
+            f"cache as far as it goes). Per row, {ROUNDS} rounds of: a single `{REFERENCE}` on one copy (the "
+            f"reference), then `heal_stale_sessions` on another: `SESSION_BATCH_SIZE` {DEFAULT_BATCH_SIZE:,} (the "
+            "default), each batch its own transaction with a 5 s statement timeout, timed from the client "
+            "(`on_batch`; the count includes the empty `VerificationToken` table's batch). The times are the "
+            "fastest round of each (this 2-CPU machine is shared with other work: the same DELETE varies by "
+            "2-3x between rounds), the batch percentiles cover every round's batches, and the checks hold in "
+            "every round. The `expires-index` rows run "
             "`migrations/001_session_expires_index.sql` on both copies first. The `unique-key` row is the walk "
             "of servers before PostgreSQL 14 (planned as for 13 on this server; informational, no target): "
             "what the heal did on this schema before the tid-range walk. The plan is `EXPLAIN` of the first "
@@ -282,7 +302,10 @@ def report(measurements: list[Measurement], version: str, seconds: float) -> str
             f"sized to about {TARGET_BATCH_S * 1000:.0f} ms and {DEFAULT_BATCH_SIZE:,} expired rows, so its "
             "speed does not depend on the order of the tokens: random `uuid()` tokens (Auth.js's) and "
             "time-ordered `cuid()` ones cost the same. `unique-key` on random tokens visits the heap pages in "
-            "token order, each page once per chunk with a row on it: that is the gap the issue measured.",
+            "token order, each page once per chunk with a row on it: that is the gap the issue measured. "
+            "Every walk's batches commit with `synchronous_commit` off (a crash can only bring expired rows "
+            "back), so no batch waits for its WAL flush. A ratio near or above 1 means parity within this "
+            "machine's noise, not fewer rows deleted: the counts and what is left are checked in every round.",
             "",
             (
                 f"Targets (throughput ≥ {MIN_RATIO} {TIMES} DELETE, batch p99 ≤ {MAX_BATCH_MS:g} ms, every expired "
