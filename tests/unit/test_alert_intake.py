@@ -44,6 +44,7 @@ def test_base64_bodies_are_decoded():
         ({"severity": "INFO", "title": "t", "message": 5}, "message", "message"),
         ({"severity": "URGENT", "title": "t", "message": "m"}, "severity", "INFO, WARNING, CRITICAL"),
         ({"severity": 3, "title": "t", "message": "m"}, "severity", "INFO, WARNING, CRITICAL"),
+        ({"severity": "\u0131nfo", "title": "t", "message": "m"}, "severity", "INFO, WARNING, CRITICAL"),
         ({"severity": "INFO", "title": "t", "message": "m", "metadata": [1]}, "metadata", "metadata"),
         ({"severity": "INFO", "title": "t", "message": "m", "metadata": "x"}, "metadata", "metadata"),
         # Found by Schemathesis (negative_data_rejection): a non-string source or timestamp was accepted

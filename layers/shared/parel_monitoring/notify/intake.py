@@ -51,7 +51,7 @@ def alert_from_request(event: dict[str, Any]) -> Alert:
 
 def _alert_from_fields(body: dict[str, Any], source: str | None) -> Alert:
     severity = body.get("severity", "INFO")
-    if not isinstance(severity, str) or severity.upper() not in SEVERITIES:
+    if not isinstance(severity, str) or not severity.isascii() or severity.upper() not in SEVERITIES:
         raise _bad(f"severity must be one of {', '.join(SEVERITIES)} (any letter case)", "severity")
     for name in ("title", "message"):
         if not isinstance(body.get(name), str) or not body[name].strip():
