@@ -232,8 +232,12 @@ local SCAN = 10  -- job hashes read per list tail, priority levels visited per p
 local LEVEL = 4294967296  -- a prioritized score is priority * 2^32 + a counter
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local function list_count(key)
-  local n = redis.call('LLEN', key)
+local function size(command, key, ...)  -- nil when the key has another type (an error reply, not raised)
+  local n = redis.pcall(command, key, ...)
+  if type(n) ~= 'number' then return nil end
+  return n
+end
+local function without_marker(key, n)
   if n > 0 then
     local tail = redis.call('LINDEX', key, -1)
     if tail and string.sub(tail, 1, 2) == '0:' then n = n - 1 end  -- BullMQ 4 marker
@@ -241,7 +245,8 @@ local function list_count(key)
   return n
 end
 local function waiting_since(jobPrefix, id, oldest)  -- the later of timestamp and processedOn (a retry)
-  local fields = redis.call('HMGET', jobPrefix .. id, 'timestamp', 'processedOn')
+  local fields = redis.pcall('HMGET', jobPrefix .. id, 'timestamp', 'processedOn')
+  if fields.err then return oldest end  -- not a job hash
   local since = tonumber(fields[1])
   if not since then return oldest end
   local started = tonumber(fields[2])
@@ -266,26 +271,29 @@ local function oldest_in_prioritized(key, jobPrefix, oldest)  -- the first job o
   end
   return oldest
 end
-local EXPECTED = {'list', 'list', 'list', 'zset', 'zset', 'zset', 'zset', 'zset', 'hash'}
+local COUNT = {'LLEN', 'LLEN', 'LLEN', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN'}
 local out = {}
 for i = 1, #KEYS, 9 do
-  local readable = true  -- a key of another type (another major's layout?) would fail the whole call
-  for j = 0, 8 do
-    local kind = redis.call('TYPE', KEYS[i + j])['ok']
-    if kind ~= 'none' and kind ~= EXPECTED[j + 1] then readable = false end
+  -- Each key counted by its type's command: a key of another type (another major's layout?) answers an
+  -- error instead of failing the whole call, and makes the queue unreadable.
+  local n, readable = {}, true
+  for j = 1, 9 do
+    n[j] = size(COUNT[j], KEYS[i + j - 1])
+    if n[j] == nil then readable = false end
   end
   if readable then
-    out[#out + 1] = list_count(KEYS[i])
-    out[#out + 1] = list_count(KEYS[i + 1])
-    out[#out + 1] = redis.call('LLEN', KEYS[i + 2])
-    for j = 3, 7 do out[#out + 1] = redis.call('ZCARD', KEYS[i + j]) end
-    out[#out + 1] = redis.call('HEXISTS', KEYS[i + 8], 'paused')
-    out[#out + 1] = redis.call('EXISTS', KEYS[i + 8])
+    out[#out + 1] = without_marker(KEYS[i], n[1])
+    out[#out + 1] = without_marker(KEYS[i + 1], n[2])
+    for j = 3, 8 do out[#out + 1] = n[j] end
+    out[#out + 1] = n[9] > 0 and redis.call('HEXISTS', KEYS[i + 8], 'paused') or 0
+    out[#out + 1] = n[9] > 0 and 1 or 0
     out[#out + 1] = queue_layout(KEYS[i], KEYS[i + 1], KEYS[i + 8]) or 0
     local jobPrefix = string.sub(KEYS[i], 1, -5)  -- '<prefix>:<queue>:' of '<prefix>:<queue>:wait'
-    local oldest = oldest_in_list(KEYS[i], jobPrefix, nil)
-    oldest = oldest_in_list(KEYS[i + 1], jobPrefix, oldest)
-    oldest = oldest_in_prioritized(KEYS[i + 6], jobPrefix, oldest)
+    local base = #out - 11  -- this queue's counts: waiting, paused, ..., prioritized at base + 7
+    local oldest = nil
+    if out[base + 1] > 0 then oldest = oldest_in_list(KEYS[i], jobPrefix, oldest) end
+    if out[base + 2] > 0 then oldest = oldest_in_list(KEYS[i + 1], jobPrefix, oldest) end
+    if out[base + 7] > 0 then oldest = oldest_in_prioritized(KEYS[i + 6], jobPrefix, oldest) end
     if oldest then out[#out + 1] = math.max(0, now - oldest) else out[#out + 1] = -1 end
   else
     for _ = 1, 10 do out[#out + 1] = 0 end
