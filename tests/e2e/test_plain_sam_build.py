@@ -83,10 +83,18 @@ def _copy_tree(destination: Path) -> Path:
     return destination
 
 
+_BUILDS: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="module", params=["arm64", "x86_64"])
 def plain_build(request, tmp_path_factory) -> tuple[str, Path]:
-    """``sam build`` in a copy of the tree (arm64: the template's default, no option at all)."""
-    architecture = request.param
+    return request.param, _build(request.param, tmp_path_factory)
+
+
+def _build(architecture: str, tmp_path_factory) -> Path:
+    """``sam build`` in a copy of the tree (arm64: the template's default, no option at all), once per run."""
+    if architecture in _BUILDS:
+        return _BUILDS[architecture]
     tree = _copy_tree(tmp_path_factory.mktemp(f"plain-{architecture}") / "parel-monitoring")
     sam = Path(ROOT / ".venv" / "bin" / "sam")
     command = [str(sam), "build"]
@@ -96,7 +104,8 @@ def plain_build(request, tmp_path_factory) -> tuple[str, Path]:
         command, cwd=tree, env=_environment(), capture_output=True, text=True, timeout=BUILD_TIMEOUT_S
     )
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return architecture, tree / ".aws-sam" / "build"
+    _BUILDS[architecture] = tree / ".aws-sam" / "build"
+    return _BUILDS[architecture]
 
 
 def _artifacts(build_dir: Path) -> dict[str, Path]:
@@ -141,9 +150,11 @@ def _lambda_zip(directory: Path, destination: Path) -> Path:
 
     zipped = zip_folder(str(directory), zip_method=make_zip_with_lambda_permissions)
     with zipped as (zip_file, _), zipfile.ZipFile(zip_file) as archive:
-        names = archive.namelist()
+        names = set(archive.namelist())
         archive.extractall(destination)
-    assert any(name.endswith(".pyc") for name in names), f"the deploy zip of {directory.name} has no .pyc"
+    sources = [name for name in names if name.endswith(".py")]
+    missing = [name for name in sources if importlib.util.cache_from_source(name) not in names]
+    assert sources and not missing, f"the deploy zip of {directory.name} lacks the bytecode of {missing[:10]}"
     for path in [destination, *destination.rglob("*")]:
         path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     return destination
@@ -200,12 +211,17 @@ def test_every_module_has_bytecode_the_runtime_uses(plain_build):
     assert not wrong, f"{architecture} layer holds libraries of another architecture: {wrong}"
 
 
-def test_handlers_import_from_bytecode_on_read_only_code(plain_build, tmp_path):
-    architecture, build_dir = plain_build
-    if architecture != LOCAL_ARCH:
-        # The other architecture's layer cannot be loaded here; its bytecode is checked above.
-        assert ELF_MACHINE[architecture] != ELF_MACHINE[LOCAL_ARCH]
-        return
+def test_deploy_zips_carry_the_bytecode(plain_build, tmp_path):
+    """What `sam package`/`sam deploy` upload (their zip of each built directory) keeps every .pyc."""
+    _, build_dir = plain_build
+    for name, directory in _artifacts(build_dir).items():
+        _lambda_zip(directory, tmp_path / name)
+    _make_writable(tmp_path)
+
+
+def test_handlers_import_from_bytecode_on_read_only_code(tmp_path_factory, tmp_path):
+    """This machine's architecture (the other's layer cannot load here; its bytecode and zips are checked above)."""
+    build_dir = _build(LOCAL_ARCH, tmp_path_factory)
     artifacts = _artifacts(build_dir)
     opt = _lambda_zip(artifacts.pop("SharedLayer"), tmp_path / "opt")
     try:
