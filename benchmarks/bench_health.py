@@ -11,7 +11,8 @@ calls (same process, same library versions, same noise):
 
 * ``pg``: ``SELECT 1`` then the health check's ``POOL_QUERY``, on one reused psycopg
   connection (autocommit), each result fetched;
-* ``redis``: one ``PING`` on one reused redis-py connection.
+* ``redis``: one ``PING`` on one reused redis-py connection; and, also interleaved, the queue check's
+  counts-and-ages script alone (``job_counts`` of ``QUEUE_NAMES``, one ``EVALSHA``) on another.
 
 The samples (milliseconds) and the last response's status are written as JSON to
 ``--out`` (stdout belongs to the function's own log lines).
@@ -68,6 +69,17 @@ def raw_redis() -> Any:
     return client.ping
 
 
+def raw_counts() -> Any:
+    import redis
+
+    from parel_monitoring.bullmq import job_counts
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    names = [name for name in os.environ["QUEUE_NAMES"].split(",") if name]
+    prefix = os.environ.get("BULLMQ_PREFIX", "bull")
+    return lambda: job_counts(client, prefix, names)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--handler", default="app.handler")
@@ -83,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = getattr(__import__(module_name), function_name)
     raw = {"none": None, "pg": raw_pg, "redis": raw_redis}[args.raw]
     raw_call = raw() if raw else None
+    counts_call = raw_counts() if args.raw == "redis" else None
+    counts_ns: list[int] = []
     context = Context()
     clock = time.perf_counter_ns
     handler_ns: list[int] = []
@@ -95,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
             elapsed = clock() - started
             if index >= args.warmup:
                 raw_ns.append(elapsed)
+        if counts_call is not None:
+            started = clock()
+            counts_call()
+            elapsed = clock() - started
+            if index >= args.warmup:
+                counts_ns.append(elapsed)
         started = clock()
         response = handler(event, context)
         elapsed = clock() - started
@@ -108,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "handler_ms": [ns / 1e6 for ns in handler_ns],
         "raw_ms": [ns / 1e6 for ns in raw_ns],
+        "counts_ms": [ns / 1e6 for ns in counts_ns],
         "status_code": status_code,
         "status": status,
         "body": response.get("body") if isinstance(response, dict) else None,
