@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-import services
 from bullmq_scenario import REDIS_URL, SCENARIO, run_scenario, unique_prefix
 from live_workers import live_workers
 from parel_monitoring import scrub
@@ -70,29 +68,6 @@ def node_workers(prefix: str, queues: list[str], redis_url: str = REDIS_URL, **o
     return run_scenario("workers-count", prefix, queues[0], redis_url, queues=",".join(queues), **options)[
         "workersCount"
     ]
-
-
-@pytest.fixture
-def throwaway_redis(tmp_path):
-    """``throwaway_redis("maxmemory-policy allkeys-lru", ...)``: a redis-server started from a config file holding
-    those lines; its URL. Stopped (and its keys gone) after the test."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server not found (apt-get install redis-server)"
-    started: list[subprocess.Popen] = []
-
-    def start(*lines: str) -> str:
-        port = services._free_port()
-        config = tmp_path / f"redis-{port}.conf"
-        base = [f"port {port}", "bind 127.0.0.1", 'save ""', "appendonly no", f"dir {tmp_path}"]
-        config.write_text("\n".join([*base, *lines]) + "\n")
-        started.append(subprocess.Popen([binary, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        services._wait_listening(port, "Redis")
-        return f"redis://127.0.0.1:{port}/0"
-
-    yield start
-    for process in started:
-        process.kill()
-        process.wait()
 
 
 # --------------------------------------------------------------------------- workers
