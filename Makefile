@@ -29,8 +29,9 @@ help:
 	@echo "make invoke FN=... EVENT=...      one function through the Lambda emulator (like sam local invoke)"
 	@echo "make api [PORT=3000]              the HttpApi routes on 127.0.0.1 (like sam local start-api, no Docker)"
 	@echo "make smoke URL=... [TOKEN=...]    check a deployed stack or make api: health, auth, test alert, heal dry run"
-	@echo "make bench                        benchmarks (cold init, warm latency, heal, alerts, flood, probes) into BENCHMARKS.md"
-	@echo "make reliability [SECTIONS=...]   faults, hostile input, injection, secrets, load, checkov, Schemathesis into RELIABILITY.md"
+	@echo "make bench [QUICK=1]              benchmarks (cold init, warm latency, heal, alerts, flood, probes) into BENCHMARKS.md"
+	@echo "make reliability [SECTIONS=...] [QUICK=1]  faults, hostile input, injection, secrets, load, checkov, Schemathesis into RELIABILITY.md"
+	@echo "                                  (QUICK=1: every part with small sizes, a few minutes, into BENCHMARKS.quick.md / RELIABILITY.quick.md)"
 	@echo "make build-deploy / make deploy   sam build for arm64 (bytecode precompiled) / sam deploy --guided"
 
 venv: $(VENV)/.installed
@@ -135,8 +136,9 @@ smoke: venv
 	@test -n "$(URL)" || { echo "error: URL is required: make smoke URL=https://<api-id>.execute-api.<region>.amazonaws.com [TOKEN=...] (the stack's ApiBaseUrl output, or http://127.0.0.1:3000 for make api)"; exit 2; }
 	@$(PY) tools/smoke.py --url "$(URL)" $(if $(TOKEN),--token "$(TOKEN)",)
 
-# The layer and the test helpers on the path, as pytest's pythonpath has them.
-BENCH = PYTHONPATH=layers/shared:tests:tools:benchmarks $(PY)
+# The layer and the test helpers on the path, as pytest's pythonpath has them. QUICK=1 (BENCH_QUICK=1, read by
+# tools/report.py): every script with small sizes and rounds, written to BENCHMARKS.quick.md / RELIABILITY.quick.md.
+BENCH = $(if $(filter-out 0,$(QUICK)),BENCH_QUICK=1 )PYTHONPATH=layers/shared:tests:tools:benchmarks $(PY)
 
 bench: venv runtime node-deps build
 	$(BENCH) benchmarks/bench.py

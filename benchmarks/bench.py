@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from lambda_emulator import BUILD_DIR, Emulator, FunctionSpec, lambda_python, load_function, read_env_file
-from report import log, median, p99, table
+from report import QUICK, QUICK_NOTE, log, median, missed_status, output, p99, quick, table
 from services import postgres_url, redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ROOT / "BENCHMARKS.md"
+BENCHMARKS = output(ROOT / "BENCHMARKS.md")  # BENCHMARKS.quick.md in a quick run (QUICK=1)
 SCENARIO = ROOT / "tests" / "bullmq" / "scenario.mjs"
 TIMES = "\N{MULTIPLICATION SIGN}"  # x in the tables
 GENERIC_EVENT = {"version": "2.0", "rawPath": "/bench", "headers": {}, "requestContext": {}}
@@ -117,7 +117,7 @@ QUEUE_PING_TIMES, QUEUE_PLUS_MS = 2.0, 1.5
 # The queues' jobs keep waiting through the run (their workers take nothing): age thresholds of a week keep
 # the queue check healthy, so its full path is what is measured.
 AGE_THRESHOLD_S = "604800"
-QUEUE_COUNT = 20
+QUEUE_COUNT = 20  # a quick run too: fewer queues would raise the failure rate (a degraded check)
 HIGH_PRIORITY = "high-priority"
 
 
@@ -129,9 +129,13 @@ def fmt(ms: float) -> str:
 
 
 def write_section(name: str, body: str) -> None:
-    """Replace (or append) the ``name`` section of BENCHMARKS.md, keeping the others."""
+    """Replace (or append) the ``name`` section of BENCHMARKS.md, keeping the others; a quick run's sections (in
+    BENCHMARKS.quick.md) say so under their heading."""
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n\nProduced by `make bench`.\n"
+    if QUICK:
+        heading, _, rest = body.partition("\n")
+        body = f"{heading}\n\n{QUICK_NOTE} Targets are reported, not enforced.\n{rest}"
     block = f"{start}\n{body.rstrip()}\n{end}"
     if start in text and end in text:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
@@ -141,10 +145,11 @@ def write_section(name: str, body: str) -> None:
 
 
 def publish(name: str, body: str) -> int:
-    """Write ``body`` as the ``name`` section of BENCHMARKS.md, print it; exit status 1 when a target was missed."""
+    """Write ``body`` as the ``name`` section of BENCHMARKS.md, print it; exit status 1 when a target was missed
+    (not in a quick run)."""
     write_section(name, body)
     print(body)
-    return 1 if "MISSED" in body else 0
+    return missed_status("MISSED" in body)
 
 
 # --------------------------------------------------------------------------- specs
@@ -465,9 +470,13 @@ def warm_section(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=41, help="fresh starts per function (cold init)")
-    parser.add_argument("--invocations", type=int, default=500, help="measured in-process calls per function")
-    parser.add_argument("--emulator-invocations", type=int, default=200, help="measured warm emulator invocations")
+    parser.add_argument("--runs", type=int, default=quick(41, 1), help="fresh starts per function (cold init)")
+    parser.add_argument(
+        "--invocations", type=int, default=quick(500, 30), help="measured in-process calls per function"
+    )
+    parser.add_argument(
+        "--emulator-invocations", type=int, default=quick(200, 20), help="measured warm emulator invocations"
+    )
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     args = parser.parse_args(argv)
 
@@ -522,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             if "warm-latency" not in args.sections:
                 if failed:
                     print(f"\nMISSED: {', '.join(failed)}")
-                return 1 if failed else 0
+                return missed_status(bool(failed))
 
             log(f"warm latency: {args.invocations} in-process calls per function ...")
             raws = {"HealthDbFunction": "pg", "HealthQueueFunction": "redis"}
@@ -566,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"removed {removed} Redis keys under {prefix}:")
     if failed:
         print(f"\nMISSED: {', '.join(failed)}")
-    return 1 if failed else 0
+    return missed_status(bool(failed))
 
 
 if __name__ == "__main__":

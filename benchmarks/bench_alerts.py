@@ -23,12 +23,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from bench import publish
 from parel_monitoring.notify.delivery import FORMATTERS, Channel, DeliveryResult, DeliverySettings, fan_out, send
 from parel_monitoring.notify.model import SEVERITIES, Alert
-from report import log, median, p99, table
+from report import log, median, p99, quick, table
 
 DELAY_S = 0.2
 TIMES = "\N{MULTIPLICATION SIGN}"
 TARGET_MS = 230.0
-ALERTS, WARMUP = 30, 3
+ALERTS, WARMUP = quick(30, 5), quick(3, 1)
 SETTINGS = DeliverySettings()  # the defaults: 3 s connect, 5 s read, 4 attempts
 
 

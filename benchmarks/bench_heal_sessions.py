@@ -43,14 +43,14 @@ from parel_monitoring.heal.sessions import (
     heal_stale_sessions,
 )
 from parel_monitoring.heal.tables import DEFAULT_BATCH_SIZE, EXPIRES_INDEX, TARGET_BATCH_S, TID_RANGE, UNIQUE_KEY
-from report import log, median, p99, table
+from report import log, median, p99, quick, table
 from services import postgres_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SESSIONS, EXPIRED = 2_000_000, 1_000_000
+SESSIONS, EXPIRED = quick(2_000_000, 20_000), quick(1_000_000, 10_000)
 MIN_RATIO, MAX_BATCH_MS = 0.5, 100.0
-ROUNDS = 2  # per row: the fastest of two single DELETEs and of two heals (a shared machine's noise)
+ROUNDS = quick(2, 1)  # per row: the fastest of two single DELETEs and of two heals (a shared machine's noise)
 PG13 = 130000  # the unique-key rows are planned as for PostgreSQL 13 (no Tid Range Scan)
 TIMES = "\N{MULTIPLICATION SIGN}"
 REFERENCE = 'DELETE FROM "Session" WHERE expires < $cutoff'
@@ -273,7 +273,7 @@ def report(measurements: list[Measurement], version: str, seconds: float) -> str
     missed = misses(measurements)
     return "\n".join(
         [
-            "## healStaleSessions on 2,000,000 sessions (`benchmarks/bench_heal_sessions.py`)",
+            f"## healStaleSessions on {SESSIONS:,} sessions (`benchmarks/bench_heal_sessions.py`)",
             "",
             f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()} ({os.cpu_count()} CPUs), "
             f"PostgreSQL {version} on 127.0.0.1, in {seconds:.0f} s. {SESSIONS:,} sessions in the Prisma "

@@ -31,11 +31,11 @@ from probe_servers import Sites
 from bench import publish
 from events_loader import load_event
 from lambda_emulator import BUILD_DIR, Emulator, load_function
-from report import log, median, table
+from report import log, median, quick, table
 
-TARGETS = 50
+TARGETS = quick(50, 10)
 DELAY_MS = 200
-RUNS = 5
+RUNS = quick(5, 2)
 GOAL = 1.3
 TIMES = "\N{MULTIPLICATION SIGN}"
 

@@ -59,11 +59,11 @@ from psycopg import sql
 from lambda_emulator import BUILD_DIR, load_function
 from local_api import LocalApi
 from nextauth_schema import create_prisma_schema, load_prisma_sessions
-from report import log, median, p99, table
+from report import QUICK, QUICK_NOTE, log, median, output, p99, quick, table
 from services import postgres_url, redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUT = ROOT / "RELIABILITY.md"
+OUTPUT = output(ROOT / "RELIABILITY.md")  # RELIABILITY.quick.md in a quick run (QUICK=1)
 
 # Test module -> its section in RELIABILITY.md (only the modules that exist are run).
 TEST_MODULES = {
@@ -82,7 +82,7 @@ SECTION_GROUPS = {
     "checkov": ("Checkov",),
     "schemathesis": ("Schemathesis",),
 }
-FUZZ_MAX_EXAMPLES, FUZZ_WORKERS = 100, 2  # Schemathesis: cases per operation and phase; concurrent workers
+FUZZ_MAX_EXAMPLES, FUZZ_WORKERS = quick(100, 5), 2  # Schemathesis: cases per operation and phase; concurrent workers
 PYTEST_TIMEOUT_S = 240
 
 HEALTH_ROUTES = ("/api/health/app", "/api/health/db", "/api/health/queue", "/api/health")
@@ -91,11 +91,11 @@ APP_NAME_PATTERN = "parel-monitoring:%"
 # The functions that hold a PostgreSQL connection (one each, reused across invocations).
 DB_FUNCTIONS = {"HealthDbFunction", "HealthFunction", "HealFunction"}
 
-LOAD_WORKERS, LOAD_REQUESTS, LOAD_SECONDS = 8, 4000, 20.0
+LOAD_WORKERS, LOAD_REQUESTS, LOAD_SECONDS = 8, quick(4000, 200), quick(20.0, 5.0)
 SAMPLE_EVERY_S = 0.5
 MAX_ERROR_RATE = 0.0  # warm health routes against healthy services: no error at all
 
-SESSIONS, EXPIRED = 2_000_000, 1_000_000
+SESSIONS, EXPIRED = quick(2_000_000, 20_000), quick(1_000_000, 10_000)
 POLL_EVERY_S = 0.25
 MAX_HEAL_RUNS = 20
 HEAL_ID_ORDER = "uuid()"  # random session tokens: the heal's slowest case (IO-bound key walk), the longest window
@@ -771,6 +771,7 @@ def report(rows: list[CaseRow], findings: list[Finding], summary: str, modules: 
         "Produced by `make reliability` (`tools/reliability.py`); do not edit by hand. Every row is a case that "
         "was actually run: the quick cases are tests of the normal suite (`make test` runs them too), the "
         "load and heal-on-large-data cases run only here.",
+        *(["", QUICK_NOTE] if QUICK else []),
         "",
         "## How to reproduce",
         "",
@@ -809,7 +810,8 @@ def report(rows: list[CaseRow], findings: list[Finding], summary: str, modules: 
                 continue
             lines.append("")
         if not mine:
-            lines.append("No test module of this group exists yet.")
+            lines.append("No test module of this group exists yet." if modules else
+                         "Not run (`--skip-tests`, or `--sections` without `tests`).")  # fmt: skip
             continue
         failed = sum(1 for r in mine if not r.passed)
         lines += [f"{len(mine)} cases, {failed} failed.", ""]
