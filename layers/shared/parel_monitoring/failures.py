@@ -8,6 +8,7 @@ goes to the log line and to callers allowed to see details.
 
 from __future__ import annotations
 
+import functools
 import re
 
 CONNECTION_REFUSED = "connection refused"
@@ -33,28 +34,31 @@ _SQLSTATES = (
     ("28", AUTHENTICATION_FAILED),
     ("08", CONNECTION_LOST),
 )
-# Message patterns of libpq/psycopg, redis-py and the socket layer under them (first match wins).
-_MESSAGES = tuple(
-    (re.compile(pattern, re.I), label)
-    for pattern, label in (
-        (r"failed to resolve host|could not translate host name|name or service not known|"
-         r"temporary failure in name resolution|nodename nor servname|no address associated|"
-         r"\bError -[235] connecting", DNS_LOOKUP_FAILED),
-        (r"connection refused|\bError 111 connecting", CONNECTION_REFUSED),
-        (r"too many (clients|connections)|remaining connection slots|max number of clients", TOO_MANY_CONNECTIONS),
-        (r"password authentication failed|no password supplied|authentication failed|pg_hba\.conf|"
-         r"role \".*\" does not exist|WRONGPASS|NOAUTH|invalid password|invalid username-password|"
-         r"authentication required", AUTHENTICATION_FAILED),
-        (r"database \".*\" does not exist", DATABASE_NOT_FOUND),
-        (r"timeout|timed out", TIMEOUT),
-        (r"permission denied|NOPERM", PERMISSION_DENIED),
-        (r"starting up|shutting down|in recovery mode|not yet accepting connections|\bLOADING\b|CLUSTERDOWN|"
-         r"cluster is down", SERVER_UNAVAILABLE),
-        (r"closed the connection unexpectedly|connection closed by server|connection reset|broken pipe|"
-         r"terminating connection|connection is lost|consuming input failed|server closed", CONNECTION_LOST),
-        (r"\bSSL\b|\bTLS\b|certificate", TLS_ERROR),
-    )
+# Message patterns of libpq/psycopg, redis-py and the socket layer under them (first match wins); compiled by
+# the first failure to categorise (an error path: a check that succeeds never pays for them at cold start).
+_MESSAGE_PATTERNS = (
+    (r"failed to resolve host|could not translate host name|name or service not known|"
+     r"temporary failure in name resolution|nodename nor servname|no address associated|"
+     r"\bError -[235] connecting", DNS_LOOKUP_FAILED),
+    (r"connection refused|\bError 111 connecting", CONNECTION_REFUSED),
+    (r"too many (clients|connections)|remaining connection slots|max number of clients", TOO_MANY_CONNECTIONS),
+    (r"password authentication failed|no password supplied|authentication failed|pg_hba\.conf|"
+     r"role \".*\" does not exist|WRONGPASS|NOAUTH|invalid password|invalid username-password|"
+     r"authentication required", AUTHENTICATION_FAILED),
+    (r"database \".*\" does not exist", DATABASE_NOT_FOUND),
+    (r"timeout|timed out", TIMEOUT),
+    (r"permission denied|NOPERM", PERMISSION_DENIED),
+    (r"starting up|shutting down|in recovery mode|not yet accepting connections|\bLOADING\b|CLUSTERDOWN|"
+     r"cluster is down", SERVER_UNAVAILABLE),
+    (r"closed the connection unexpectedly|connection closed by server|connection reset|broken pipe|"
+     r"terminating connection|connection is lost|consuming input failed|server closed", CONNECTION_LOST),
+    (r"\bSSL\b|\bTLS\b|certificate", TLS_ERROR),
 )  # fmt: skip
+
+
+@functools.cache
+def _messages() -> tuple[tuple[re.Pattern[str], str], ...]:
+    return tuple((re.compile(pattern, re.I), label) for pattern, label in _MESSAGE_PATTERNS)
 
 
 def _class_names(exc: BaseException) -> list[str]:
@@ -72,7 +76,7 @@ def category(exc: BaseException) -> str:
     if "AuthenticationError" in names:
         return AUTHENTICATION_FAILED
     text = " ".join(str(item) for item in (exc, exc.__cause__, exc.__context__) if item is not None)
-    for pattern, label in _MESSAGES:
+    for pattern, label in _messages():
         if pattern.search(text):
             return label
     if any("Timeout" in name for name in names):

@@ -4,6 +4,12 @@ JSON through the Powertools Logger by default (``correlation_id``, ``service``,
 Lambda context and ``cold_start`` on every line); ``LOG_FORMAT=text`` gives the
 seed's human format ``[UserService] [abc12345] Processing user update``.
 Every line passes through :mod:`parel_monitoring.scrub` before it is written.
+
+The Powertools Logger (and the ``aws_lambda_powertools`` package it imports, about 20 ms of a cold start) is
+built by the first line at or above the level, once per execution environment: a function that logs nothing
+at its level (a healthy health check logs at DEBUG) never imports it. With Lambda's log level
+(``AWS_LAMBDA_LOG_LEVEL``) or ``POWERTOOLS_LOGGER_SAMPLE_RATE`` set, Powertools itself decides what is
+enabled, so it is built at once.
 """
 
 from __future__ import annotations
@@ -87,11 +93,24 @@ class ServiceLogger:
                     self._logger.propagate = False
                 self._logger.setLevel(_level())
             else:
+                self._logger = None  # the Powertools Logger, built by the first enabled line (_powertools)
+                self._threshold = logging.getLevelName(_level())
+                if os.environ.get("AWS_LAMBDA_LOG_LEVEL") or os.environ.get("POWERTOOLS_LOGGER_SAMPLE_RATE"):
+                    self._powertools()
+
+    def _powertools(self) -> Any:
+        with _handlers_lock:  # once, whichever threads log first
+            if self._logger is None:
                 from aws_lambda_powertools import Logger
 
-                self._logger = Logger(service=service, level=_level(), utc=True, json_serializer=_scrubbed_json)
+                self._logger = Logger(service=self.service, level=_level(), utc=True, json_serializer=_scrubbed_json)
+        return self._logger
 
     def _log(self, level: int, msg: str, extra: Mapping[str, Any] | None, exc: BaseException | None = None) -> None:
+        if self._logger is None:
+            if level < self._threshold:
+                return
+            self._powertools()
         if not self._logger.isEnabledFor(level):
             return
         fields = _safe_extra(extra)

@@ -25,13 +25,10 @@ import functools
 import json
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from parel_monitoring.scrub import REDACTED, is_secret_key, register_secret, safe_reason, scrub_text
 from parel_monitoring.settings import ConfigurationError, env_str, http_url
@@ -190,6 +187,8 @@ def parse_target(raw: Any, index: int) -> ProbeTarget:
     follow = raw.get("followRedirects", False)
     if not isinstance(follow, bool):
         raise ConfigurationError("PROBE_TARGETS", f"{where}: followRedirects must be true or false")
+    from urllib.parse import urlsplit  # with a target only: a function with none never imports it
+
     if urlsplit(url).password:
         register_secret(url)  # and so its password on its own
     return ProbeTarget(
@@ -240,6 +239,8 @@ class ProbeSettings:
             if not isinstance(entries, list):
                 raise ConfigurationError("PROBE_TARGETS", "must be a JSON list of targets")
         elif base is not None:
+            from urllib.parse import urljoin
+
             entries = [{"name": name, "url": urljoin(base.rstrip("/") + "/", path.lstrip("/"))}
                        for name, path in DEFAULT_PATHS]  # fmt: skip
         else:
@@ -261,7 +262,7 @@ class ProbeSettings:
 def public_url(url: str) -> str:
     """``url`` without its credentials (user:password@), the values of secret-looking query parameters
     (``?token=...``, ``api_key``, ...) and any registered secret."""
-    from urllib.parse import parse_qsl, urlencode
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[-1]
@@ -407,6 +408,7 @@ class _Probe:
         """One HTTP exchange; ``own_origin`` False (a redirect to another scheme, host or port): the target's
         secret-looking headers (Authorization, Cookie, API keys) stay behind, as browsers and requests do."""
         import http.client
+        from urllib.parse import urlsplit, urlunsplit
 
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -456,6 +458,8 @@ class _Probe:
             connection.close()
 
     def run(self) -> None:
+        from urllib.parse import urljoin, urlsplit
+
         url = self.target.url
         origin = _origin(url)
         for _ in range(MAX_REDIRECTS + 1):
@@ -492,6 +496,8 @@ class _Probe:
 
 
 def _origin(url: str) -> tuple[str, str, int]:
+    from urllib.parse import urlsplit
+
     parts = urlsplit(url)
     return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
 
@@ -562,6 +568,9 @@ def probe_all(settings: ProbeSettings, until: float | None = None) -> list[dict[
     now = time.monotonic()
     longest = max(target.timeout_ms for target in targets) / 1000
     until = now + longest if until is None else until
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as FutureTimeout
+
     context = ssl_context(settings)
     executor = ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="probe")
     try:

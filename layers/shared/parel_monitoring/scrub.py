@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 REDACTED = "[redacted]"
 MAX_DEPTH = 20
@@ -47,6 +46,8 @@ def register_secret(value: str | None) -> None:
         return
     _known_secrets.add(value)
     if "://" in value:
+        from urllib.parse import unquote, urlsplit  # here: a function with no URL secret never imports it
+
         parts = urlsplit(value)
         for part, minimum in ((parts.password, 6), (parts.username, 16)):
             if part and len(part) >= minimum:

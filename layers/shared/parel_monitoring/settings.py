@@ -18,7 +18,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from parel_monitoring import __version__
 from parel_monitoring.scrub import register_secret
@@ -109,6 +108,8 @@ def url_setting(name: str, value: str | None, schemes: tuple[str, ...]) -> str |
     """``value`` (the setting ``name``) when it is a URL of one of ``schemes`` (with a host, but for unix
     sockets); a ConfigurationError naming ``name`` otherwise."""
     if value is not None:
+        from urllib.parse import urlsplit  # here: a function with no URL setting never imports it
+
         try:
             parts = urlsplit(value)
             valid = parts.scheme in schemes and (parts.scheme == "unix" or bool(parts.hostname))

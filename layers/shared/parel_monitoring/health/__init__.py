@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
@@ -31,7 +30,8 @@ class OneAtATime:
     """
 
     def __init__(self, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._name = name
+        self._executor: Any = None  # its thread pool, made by the first run (no import or thread before then)
         self._running = threading.Lock()  # released by the check's own thread when it ends
 
     def run(
@@ -46,6 +46,10 @@ class OneAtATime:
             finally:
                 self._running.release()
 
+        if self._executor is None:  # only the holder of ``_running`` gets here: made once
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
         future = self._executor.submit(guarded)
         budget_s = max(0.0, until - time.monotonic())
         try:

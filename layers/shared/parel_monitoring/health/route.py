@@ -27,7 +27,6 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from parel_monitoring.auth import admin_token, authorize
 from parel_monitoring.health import STATUS_CODES, log_checks, public_check
 from parel_monitoring.http import header, json_response
 from parel_monitoring.settings import env_choice, env_int
@@ -103,7 +102,10 @@ def shows_details(event: Any, settings: HealthRouteSettings, logger: Any) -> boo
     authorization = header(event, "authorization")
     if authorization is None:
         return False
-    # Read only when a token is presented: anonymous requests never fetch the secret.
+    # Read only when a token is presented: anonymous requests never fetch the secret (nor import the check:
+    # hashlib and hmac stay out of the cold start of a route most callers reach without a token).
+    from parel_monitoring.auth import admin_token, authorize
+
     decision = authorize(authorization, admin_token())
     if not decision.authorized:
         logger.info("Health details withheld", {"reason": decision.reason})
