@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from nextauth_schema import create_prisma_schema
+from report import QUICK_NOTE
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every function with the event the README's `make invoke FN=... EVENT=...` pairs it with.
@@ -169,3 +170,83 @@ def test_make_demo_heals_what_it_seeded_from_a_fresh_clone(fresh_clone):
     healed = re.search(r"(\d+) stale sessions, (\d+) stuck jobs and (\d+) orphaned records healed", output)
     assert healed and all(int(count) > 0 for count in healed.groups()), output[-3000:]
     assert "HTTP 5" not in output, "a demo step answered with a server error"
+
+
+# What `make bench` writes: each script's sections (their write_section/publish names), in the Makefile's order.
+BENCH_SECTIONS = ("cold-init", "warm-latency", "heal-jobs", "heal-sessions", "alert-fanout", "health-flood",
+                  "probe-fanout")  # fmt: skip
+
+
+def _bench_sections(text: str) -> dict[str, str]:
+    return dict(re.findall(r"<!-- bench:([\w-]+) -->\n(.*?)\n<!-- /bench:\1 -->", text, re.S))
+
+
+def _markdown_section(text: str, heading: str) -> str:
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    assert match, f"no section {heading!r} in:\n{text[:3000]}"
+    return match[1]
+
+
+def test_make_bench_quick_runs_every_benchmark_from_a_fresh_clone(fresh_clone):
+    """`make bench QUICK=1` (the README's quick check of `make bench`): every benchmark script runs with small sizes
+    and writes its sections, each marked as a quick run, into BENCHMARKS.quick.md; the committed BENCHMARKS.md is
+    left alone. Checked: the sections and their figures and what each run must get right, never a speed (a
+    quick run reports its targets without enforcing them)."""
+    committed = (fresh_clone / "BENCHMARKS.md").read_text()
+    make(fresh_clone, "bench", "QUICK=1")
+    assert (fresh_clone / "BENCHMARKS.md").read_text() == committed, "a quick run changed BENCHMARKS.md"
+    sections = _bench_sections((fresh_clone / "BENCHMARKS.quick.md").read_text())
+    assert tuple(sections) == BENCH_SECTIONS
+    for name, body in sections.items():
+        assert QUICK_NOTE in body, f"{name}: not marked as a quick run"
+        assert re.search(r"Measured \d{4}-\d\d-\d\d \d\d:\d\d UTC", body), name
+    number = r"\d[\d,]*(?:\.\d+)?"
+    cold = sections["cold-init"]
+    for function in INVOCATIONS:  # each function's INIT REPORT, as a plain `sam build` builds it
+        assert re.search(rf"^\| {function} \(plain sam build\) \| {number} \|", cold, re.M), function
+    warm = sections["warm-latency"]
+    for function in ("HealthAppFunction", "HealthDbFunction", "HealthQueueFunction", "HealthFunction"):
+        row = re.search(rf"^\| {function}(?: \([^|]*\))? \| 200 (\w+) \| {number} \| {number} \|", warm, re.M)
+        # healthy, or "pass" where the aggregate route answers in the health+json vocabulary
+        assert row and row[1] in ("healthy", "pass"), f"{function}: {row[0] if row else 'no row'}"
+    jobs = sections["heal-jobs"]
+    stuck = int(re.search(r"healStuckJobs: ([\d,]+) stuck jobs", jobs)[1].replace(",", ""))
+    assert re.search(rf"^\| heal \| {stuck} \| ", jobs, re.M) and "as expected" in jobs, jobs
+    sessions = sections["heal-sessions"]
+    kept = re.findall(r"\| ([\d,]+) deleted, ([\d,]+) live kept: (\w+) \|", sessions)
+    assert len(kept) == 5 and all(verdict == "met" for *_, verdict in kept), sessions  # 3 + 2 strategies
+    fanout = sections["alert-fanout"]
+    assert re.search(rf"^\| `fan_out` [^|]* \| {number} \| {number} \|", fanout, re.M), fanout
+    assert re.search(r"[1-9]\d* requests went over [1-9]\d* TCP connections", fanout), fanout
+    flood = sections["health-flood"]
+    cases = re.findall(rf"^\| `(/api/health[^`]*)` \| (baseline|bounded) \| \d+ \| \d+ \| {number} \|", flood, re.M)
+    assert len(cases) == 6, flood  # 3 routes x 2 configurations
+    assert "Every answer a function gave was 200" in flood, flood
+    probe = sections["probe-fanout"]
+    assert re.search(rf"^\| \d+ targets \| {number} \|", probe, re.M), probe
+    assert re.search(rf"^\| 1 target \(the same URL alone\) \| {number} \|", probe, re.M), probe
+
+
+def test_make_reliability_quick_writes_its_sections_from_a_fresh_clone(fresh_clone):
+    """`make reliability QUICK=1 SECTIONS=load,checkov,schemathesis`: the parts only `make reliability` runs (its
+    `tests` group is modules of this suite), with small sizes, into RELIABILITY.quick.md, the committed
+    RELIABILITY.md left alone; the command fails on any failed case, so its exit status is checked too."""
+    committed = (fresh_clone / "RELIABILITY.md").read_text()
+    make(fresh_clone, "reliability", "QUICK=1", "SECTIONS=load,checkov,schemathesis")
+    assert (fresh_clone / "RELIABILITY.md").read_text() == committed, "a quick run changed RELIABILITY.md"
+    text = (fresh_clone / "RELIABILITY.quick.md").read_text()
+    assert QUICK_NOTE in text
+    assert "Not run (`--skip-tests`, or `--sections` without `tests`)." in _markdown_section(text, "Faults")
+    load = _markdown_section(text, "Load")
+    row = re.search(r"^\| Load: 8 concurrent clients [^|]*\| [^|]* \| (\w+) \| ([\d,]+) requests in ", load, re.M)
+    assert row and row[1] == "met" and int(row[2].replace(",", "")) > 0, load
+    heal = re.search(r"^\| Heal on large data \(([\d,]+) expired of ([\d,]+) sessions\)[^|]*\| [^|]* \| (\w+) \| "
+                     r"[^|]*; left: ([\d,]+) live, 0 expired", load, re.M)  # fmt: skip
+    assert heal and heal[3] == "met", load
+    expired, total, live = (int(heal[i].replace(",", "")) for i in (1, 2, 4))
+    assert live == total - expired > 0, load
+    checkov = _markdown_section(text, "Checkov")
+    assert re.search(r"\d+ checks passed, \d+ findings", checkov), checkov
+    fuzz = re.search(r"^\| (\d+) of \1 \| ([\d,]+) \| ([\d,]+) \| 0 \| 0 \|", _markdown_section(text, "Schemathesis"),
+                     re.M)  # fmt: skip
+    assert fuzz and int(fuzz[2].replace(",", "")) > 0, text[-3000:]
