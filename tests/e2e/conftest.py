@@ -14,9 +14,8 @@ import pytest
 @cache
 def _served_routes() -> dict[str, set[tuple[str, str]]]:
     """function -> the (METHOD, path) of its HttpApi events in template.yaml."""
-    from sam_template import load
-
     from local_api import read_routes
+    from sam_template import load
 
     routes, _ = read_routes(load())
     served: dict[str, set[tuple[str, str]]] = {}
@@ -30,11 +29,10 @@ def answers_conform_to_openapi():
     """Every API answer a test produces, a function's under the emulator or the local API's (its own 401, 403,
     429, ... included), is checked against openapi.yaml: status documented for the route, content type, headers,
     body schema. A mismatch fails the test (at teardown), listing each one."""
-    from openapi_contract import contract, gateway_route, operation, response_problems
-
     import lambda_emulator
     import local_api
     from lambda_emulator import BUILD_DIR
+    from openapi_contract import contract, gateway_route, operation, response_problems
 
     document = contract()
     problems: list[str] = []

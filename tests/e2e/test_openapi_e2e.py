@@ -8,10 +8,9 @@ import http.client
 import json
 from urllib.parse import urlsplit
 
-from openapi_contract import contract
-
 from events_loader import load_event
 from local_api import LocalApi
+from openapi_contract import contract
 
 
 def test_the_built_function_serves_openapi_yaml(start_function):

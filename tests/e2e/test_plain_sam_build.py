@@ -12,7 +12,6 @@ import importlib.util
 import json
 import os
 import platform
-import shutil
 import stat
 import subprocess
 import zipfile
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from lambda_emulator import RUNTIME_DIR, lambda_python
+from tree_copy import copy_as_clone
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT_S = 900
@@ -69,20 +69,6 @@ def _environment() -> dict[str, str]:
     return env
 
 
-def _copy_tree(destination: Path) -> Path:
-    """The tracked (and new, not ignored) files as they are now: what a clone of this tree gives."""
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, check=True, capture_output=True,
-    ).stdout.decode().split("\0")  # fmt: skip
-    for name in filter(None, files):
-        source = ROOT / name
-        if source.is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / name)
-    return destination
-
-
 _BUILDS: dict[str, Path] = {}
 
 
@@ -95,7 +81,7 @@ def _build(architecture: str, tmp_path_factory) -> Path:
     """``sam build`` in a copy of the tree (arm64: the template's default, no option at all), once per run."""
     if architecture in _BUILDS:
         return _BUILDS[architecture]
-    tree = _copy_tree(tmp_path_factory.mktemp(f"plain-{architecture}") / "parel-monitoring")
+    tree = copy_as_clone(tmp_path_factory.mktemp(f"plain-{architecture}") / "parel-monitoring")
     sam = Path(ROOT / ".venv" / "bin" / "sam")
     command = [str(sam), "build"]
     if architecture != "arm64":

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -19,8 +18,8 @@ import pytest
 
 from nextauth_schema import create_prisma_schema
 from report import QUICK_NOTE
+from tree_copy import copy_as_clone
 
-ROOT = Path(__file__).resolve().parents[2]
 # Every function with the event the README's `make invoke FN=... EVENT=...` pairs it with.
 INVOCATIONS = {
     "HealthAppFunction": "events/health-app.json",
@@ -51,16 +50,7 @@ def _clean_environment() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def fresh_clone(tmp_path_factory) -> Path:
     """What `git clone` of this tree gives: the tracked files (as they are now) and nothing else."""
-    clone = tmp_path_factory.mktemp("readme") / "parel-monitoring"
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, check=True, capture_output=True,
-    ).stdout.decode().split("\0")  # fmt: skip
-    for name in filter(None, files):
-        source = ROOT / name
-        if source.is_file():
-            (clone / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, clone / name)
+    clone = copy_as_clone(tmp_path_factory.mktemp("readme") / "parel-monitoring")
     assert not (clone / ".venv").exists() and not (clone / ".aws-sam").exists()
     return clone
 

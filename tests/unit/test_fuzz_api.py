@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from openapi_contract import response_problems
 
 from fuzz_api import CONFIG, anonymous_config, read_events
+from openapi_contract import response_problems
 from parel_monitoring.health.aggregate import to_health_json
 
 

@@ -9,10 +9,10 @@ import importlib.util
 import json
 from pathlib import Path
 
-import openapi_contract
 import pytest
-import sam_template
 
+import openapi_contract
+import sam_template
 from events_loader import load_event
 from parel_monitoring import __version__
 

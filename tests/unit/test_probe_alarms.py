@@ -9,6 +9,7 @@ import json
 from functools import cache
 
 import pytest
+
 from sam_template import Evaluator, load, transform
 
 TEMPLATE = load()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 from checkov_review import ACCEPTED, FIXED, review, review_template
+
 from sam_template import load
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sam_template import ACCOUNT, REGION, Evaluator, load, transform
 
+from sam_template import ACCOUNT, REGION, Evaluator, load, transform
 from settings_catalog import module_path, modules_imported, variables_read
 
 ROOT = Path(__file__).resolve().parents[2]
