@@ -15,37 +15,13 @@ import time
 import pytest
 import redis
 
-from bullmq_scenario import REDIS_URL, node_counts, prefix_keys, run_scenario
-from parel_monitoring import scrub
+from bullmq_scenario import node_counts, prefix_keys, run_scenario
 from parel_monitoring.bullmq import COUNT_TYPES, get_redis
 from parel_monitoring.health.queue import QueueHealthSettings, check_queue_health
 from parel_monitoring.settings import ConfigurationError
 from polling import LOADED_MARGIN_S
 
 HP = "high-priority"
-SETTING_VARIABLES = (
-    "REDIS_URL", "REDIS_URL_SECRET_ARN", "REDIS_URL_PARAMETER", "REDIS_CONNECT_TIMEOUT_S", "REDIS_SOCKET_TIMEOUT_S",
-    "BULLMQ_PREFIX", "QUEUE_NAMES", "HIGH_PRIORITY_QUEUE", "QUEUE_LAG_WARNING", "QUEUE_LAG_CRITICAL",
-    "QUEUE_FAILURE_WARNING_PCT", "QUEUE_FAILURE_CRITICAL_PCT", "QUEUE_NO_WORKER_GRACE_S", "QUEUE_AGE_WARNING_S",
-    "QUEUE_AGE_CRITICAL_S", "REDIS_MEMORY_WARNING_PCT", "REDIS_MEMORY_CRITICAL_PCT", "REDIS_CLUSTER",
-)  # fmt: skip
-
-
-@pytest.fixture
-def configure(monkeypatch):
-    """``configure(prefix, QUEUE_NAMES=..., ...)`` -> QueueHealthSettings.from_env() with only those variables."""
-    # secret() remembers REDIS_URL for redaction; keep that out of the other tests.
-    monkeypatch.setattr(scrub, "_known_secrets", set(scrub._known_secrets))
-
-    def configure(prefix: str, **env: str) -> QueueHealthSettings:
-        for name in SETTING_VARIABLES:
-            monkeypatch.delenv(name, raising=False)
-        defaults = {"REDIS_URL": REDIS_URL, "BULLMQ_PREFIX": prefix, "QUEUE_NAMES": HP, "HIGH_PRIORITY_QUEUE": HP}
-        for name, value in {**defaults, **env}.items():
-            monkeypatch.setenv(name, str(value))
-        return QueueHealthSettings.from_env()
-
-    return configure
 
 
 def check(settings: QueueHealthSettings) -> dict:
@@ -55,10 +31,10 @@ def check(settings: QueueHealthSettings) -> dict:
 # --------------------------------------------------------------------------- healthy, and the response
 
 
-def test_healthy_with_every_field(configure, prefix, bullmq_major):
+def test_healthy_with_every_field(queue_config, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, completed=54, failed=1, waiting=10, delayed=3, prioritized=5)
     run_scenario("populate", prefix, "default", completed=500, waiting=200)  # lag counts only on high-priority
-    result = check(configure(prefix, QUEUE_NAMES=f"{HP},default"))
+    result = check(queue_config(prefix, QUEUE_NAMES=f"{HP},default"))
 
     assert result["status"] == "healthy"
     assert [queue["name"] for queue in result["queues"]] == [HP, "default"]
@@ -89,10 +65,10 @@ def test_healthy_with_every_field(configure, prefix, bullmq_major):
     assert "missingQueues" not in result and "reason" not in result
 
 
-def test_idle_queue_is_healthy_with_zero_rate(configure, prefix, bullmq_major):
+def test_idle_queue_is_healthy_with_zero_rate(queue_config, prefix, bullmq_major):
     run_scenario("pause", prefix, HP)
     run_scenario("resume", prefix, HP)  # exists (meta hash) but has never had a job
-    result = check(configure(prefix))
+    result = check(queue_config(prefix))
     assert result["status"] == "healthy"
     assert result["summary"] == {"totalJobs": 0, "failureRate": "0.00%", "failed": 0, "completed": 0}
     assert result["thresholds"]["failureRate"]["current"] == 0
@@ -111,20 +87,20 @@ def test_idle_queue_is_healthy_with_zero_rate(configure, prefix, bullmq_major):
         (0, 120, "unhealthy"),
     ],
 )
-def test_high_priority_lag(configure, prefix, waiting, prioritized, status, bullmq_major):
+def test_high_priority_lag(queue_config, prefix, waiting, prioritized, status, bullmq_major):
     run_scenario("populate", prefix, HP, waiting=waiting, prioritized=prioritized)
-    result = check(configure(prefix))
+    result = check(queue_config(prefix))
     assert result["status"] == status
     assert result["thresholds"]["highPriorityLag"]["current"] == waiting + prioritized
     assert result["summary"]["failureRate"] == "0.00%"
 
 
-def test_delayed_jobs_and_other_queues_are_not_lag(configure, prefix, bullmq_major):
+def test_delayed_jobs_and_other_queues_are_not_lag(queue_config, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, delayed=150)
     run_scenario("populate", prefix, "default", waiting=150)
     run_scenario("populate", prefix, "bulk", waiting=120)
     run_scenario("pause", prefix, "bulk")
-    result = check(configure(prefix, QUEUE_NAMES=f"{HP},default,bulk"))
+    result = check(queue_config(prefix, QUEUE_NAMES=f"{HP},default,bulk"))
     assert result["status"] == "healthy"
     assert result["thresholds"]["highPriorityLag"]["current"] == 0
     assert result["summary"]["totalJobs"] == 420
@@ -149,10 +125,10 @@ def test_delayed_jobs_and_other_queues_are_not_lag(configure, prefix, bullmq_maj
         ({HP: (40, 2), "default": (48, 10)}, "unhealthy", "12.00%"),
     ],
 )
-def test_failure_rate(configure, prefix, finished, status, rate, bullmq_major):
+def test_failure_rate(queue_config, prefix, finished, status, rate, bullmq_major):
     for queue, (completed, failed) in finished.items():
         run_scenario("populate", prefix, queue, completed=completed, failed=failed)
-    result = check(configure(prefix, QUEUE_NAMES=",".join(finished)))
+    result = check(queue_config(prefix, QUEUE_NAMES=",".join(finished)))
     assert result["status"] == status
     assert result["summary"]["failureRate"] == rate
     assert result["thresholds"]["failureRate"]["current"] == float(rate.rstrip("%"))
@@ -160,9 +136,9 @@ def test_failure_rate(configure, prefix, finished, status, rate, bullmq_major):
     assert result["summary"]["totalJobs"] == 100
 
 
-def test_failure_rate_rounds_to_two_decimals(configure, prefix, bullmq_major):
+def test_failure_rate_rounds_to_two_decimals(queue_config, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, completed=599, failed=1)  # 1/600 = 0.1666... %
-    result = check(configure(prefix))
+    result = check(queue_config(prefix))
     assert result["summary"]["failureRate"] == "0.17%"
     assert result["thresholds"]["failureRate"]["current"] == 0.17
     assert result["status"] == "healthy"
@@ -171,11 +147,11 @@ def test_failure_rate_rounds_to_two_decimals(configure, prefix, bullmq_major):
 # --------------------------------------------------------------------------- missing queues
 
 
-def test_missing_queue_degrades_a_healthy_result(configure, prefix, bullmq_major):
+def test_missing_queue_degrades_a_healthy_result(queue_config, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, completed=3, waiting=2)
     run_scenario("populate", prefix, "default", waiting=1)
     keys_before = prefix_keys(prefix)
-    result = check(configure(prefix, QUEUE_NAMES=f"{HP},default,ghost"))
+    result = check(queue_config(prefix, QUEUE_NAMES=f"{HP},default,ghost"))
     assert result["status"] == "degraded"
     assert result["missingQueues"] == ["ghost"]
     ghost = result["queues"][2]
@@ -184,35 +160,35 @@ def test_missing_queue_degrades_a_healthy_result(configure, prefix, bullmq_major
     assert prefix_keys(prefix) == keys_before, "the health check created keys"
 
 
-def test_unreadable_queue_degrades_a_healthy_result(configure, prefix, bullmq_major, redis_client):
+def test_unreadable_queue_degrades_a_healthy_result(queue_config, prefix, bullmq_major, redis_client):
     run_scenario("populate", prefix, HP, waiting=2)
     run_scenario("populate", prefix, "odd", waiting=1)
     redis_client.delete(f"{prefix}:odd:wait")
     redis_client.hset(f"{prefix}:odd:wait", "not", "a list")
-    result = check(configure(prefix, QUEUE_NAMES=f"{HP},odd"))
+    result = check(queue_config(prefix, QUEUE_NAMES=f"{HP},odd"))
     assert result["status"] == "degraded" and result["unreadableQueues"] == ["odd"]
     assert result["queues"][0]["waiting"] == 2 and result["queues"][1]["readable"] is False
     assert "missingQueues" not in result
 
 
-def test_missing_high_priority_queue_is_listed(configure, prefix, bullmq_major):
+def test_missing_high_priority_queue_is_listed(queue_config, prefix, bullmq_major):
     run_scenario("populate", prefix, "default", waiting=1)
-    result = check(configure(prefix, QUEUE_NAMES="default", HIGH_PRIORITY_QUEUE="hp-typo"))
+    result = check(queue_config(prefix, QUEUE_NAMES="default", HIGH_PRIORITY_QUEUE="hp-typo"))
     assert result["status"] == "degraded"
     assert [queue["name"] for queue in result["queues"]] == ["default", "hp-typo"]
     assert result["missingQueues"] == ["hp-typo"]
 
 
-def test_missing_queue_does_not_soften_an_unhealthy_result(configure, prefix, bullmq_major):
+def test_missing_queue_does_not_soften_an_unhealthy_result(queue_config, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, waiting=100)
-    result = check(configure(prefix, QUEUE_NAMES=f"{HP},ghost"))
+    result = check(queue_config(prefix, QUEUE_NAMES=f"{HP},ghost"))
     assert result["status"] == "unhealthy"
     assert result["missingQueues"] == ["ghost"]
 
 
-def test_wrong_prefix_makes_every_queue_missing(configure, prefix, bullmq_major):
+def test_wrong_prefix_makes_every_queue_missing(queue_config, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, waiting=1)
-    result = check(configure(prefix + "-typo"))
+    result = check(queue_config(prefix + "-typo"))
     assert result["status"] == "degraded"
     assert result["missingQueues"] == [HP]
 
@@ -220,27 +196,27 @@ def test_wrong_prefix_makes_every_queue_missing(configure, prefix, bullmq_major)
 # --------------------------------------------------------------------------- thresholds from the environment
 
 
-def test_lag_thresholds_from_the_environment(configure, prefix, bullmq_major):
+def test_lag_thresholds_from_the_environment(queue_config, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, waiting=4, prioritized=2)
     env = {"QUEUE_LAG_WARNING": "5", "QUEUE_LAG_CRITICAL": "8"}
-    result = check(configure(prefix, **env))
+    result = check(queue_config(prefix, **env))
     assert result["status"] == "degraded"
     assert result["thresholds"]["highPriorityLag"] == {"warning": 5, "critical": 8, "current": 6}
 
     run_scenario("populate", prefix, HP, waiting=2)
-    assert check(configure(prefix, **env))["status"] == "unhealthy"  # 8
-    assert check(configure(prefix, QUEUE_LAG_WARNING="20", QUEUE_LAG_CRITICAL="30"))["status"] == "healthy"
+    assert check(queue_config(prefix, **env))["status"] == "unhealthy"  # 8
+    assert check(queue_config(prefix, QUEUE_LAG_WARNING="20", QUEUE_LAG_CRITICAL="30"))["status"] == "healthy"
 
 
-def test_failure_thresholds_from_the_environment(configure, prefix, bullmq_major):
+def test_failure_thresholds_from_the_environment(queue_config, prefix, bullmq_major):
     run_scenario("populate", prefix, HP, completed=197, failed=3)  # 1.5 %
     env = {"QUEUE_FAILURE_WARNING_PCT": "1", "QUEUE_FAILURE_CRITICAL_PCT": "2.5"}
-    result = check(configure(prefix, **env))
+    result = check(queue_config(prefix, **env))
     assert result["status"] == "degraded"
     assert result["summary"]["failureRate"] == "1.50%"
     assert result["thresholds"]["failureRate"] == {"warning": 1, "critical": 2.5, "current": 1.5}
     assert (
-        check(configure(prefix, QUEUE_FAILURE_WARNING_PCT="0.5", QUEUE_FAILURE_CRITICAL_PCT="1.5"))["status"]
+        check(queue_config(prefix, QUEUE_FAILURE_WARNING_PCT="0.5", QUEUE_FAILURE_CRITICAL_PCT="1.5"))["status"]
         == "unhealthy"
     )
 
@@ -257,21 +233,21 @@ def test_failure_thresholds_from_the_environment(configure, prefix, bullmq_major
         ({"REDIS_URL": ""}, "REDIS_URL"),
     ],
 )
-def test_bad_threshold_settings_name_the_variable(configure, env, variable):
+def test_bad_threshold_settings_name_the_variable(queue_config, env, variable):
     with pytest.raises(ConfigurationError) as caught:
-        configure("bt-unused", **env)
+        queue_config("bt-unused", **env)
     assert caught.value.variable == variable
 
 
 # --------------------------------------------------------------------------- Redis down
 
 
-def test_redis_down_is_unhealthy_quickly_without_the_url(configure):
+def test_redis_down_is_unhealthy_quickly_without_the_url(queue_config):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
     url = f"redis://:s3cret-pass@127.0.0.1:{closed}/0"
-    settings = configure("bt-down", REDIS_URL=url, QUEUE_NAMES=f"{HP},default")
+    settings = queue_config("bt-down", REDIS_URL=url, QUEUE_NAMES=f"{HP},default")
 
     started = time.perf_counter()
     result = check_queue_health(settings, get_redis(settings.redis))
@@ -288,7 +264,7 @@ def test_redis_down_is_unhealthy_quickly_without_the_url(configure):
     assert result["thresholds"]["highPriorityLag"] == {"warning": 50, "critical": 100, "current": None}
 
 
-def test_redis_that_accepts_but_never_answers_is_unhealthy_within_the_socket_timeout(configure):
+def test_redis_that_accepts_but_never_answers_is_unhealthy_within_the_socket_timeout(queue_config):
     """A hung Redis is not retried: one connection, one socket timeout (2 s), then the answer."""
     accepted: list[socket.socket] = []
     with socket.create_server(("127.0.0.1", 0)) as listener:
@@ -305,7 +281,7 @@ def test_redis_that_accepts_but_never_answers_is_unhealthy_within_the_socket_tim
 
         server = threading.Thread(target=accept_and_hang, daemon=True)
         server.start()
-        settings = configure("bt-hang", REDIS_URL=f"redis://127.0.0.1:{listener.getsockname()[1]}/0")
+        settings = queue_config("bt-hang", REDIS_URL=f"redis://127.0.0.1:{listener.getsockname()[1]}/0")
         started = time.perf_counter()
         result = check_queue_health(settings, get_redis(settings.redis))
         elapsed = time.perf_counter() - started
@@ -327,14 +303,14 @@ def test_redis_that_accepts_but_never_answers_is_unhealthy_within_the_socket_tim
         ("redis://127.0.0.1:6379/99", "query failed", "DB index is out of range"),
     ],
 )
-def test_a_failure_is_one_category_that_names_nothing(configure, url, category, named):
-    result = check_queue_health(settings := configure("bt-category", REDIS_URL=url), get_redis(settings.redis))
+def test_a_failure_is_one_category_that_names_nothing(queue_config, url, category, named):
+    result = check_queue_health(settings := queue_config("bt-category", REDIS_URL=url), get_redis(settings.redis))
     assert result["status"] == "unhealthy" and named in result["reason"]
     assert result["reasonCategory"] == category
 
 
-def test_wrong_password_and_a_full_server_are_their_own_categories(configure, password_protected_redis):
-    wrong = configure("bt-auth", REDIS_URL=password_protected_redis.replace("right-Pa55word", "wrong-Pa55word"))
+def test_wrong_password_and_a_full_server_are_their_own_categories(queue_config, password_protected_redis):
+    wrong = queue_config("bt-auth", REDIS_URL=password_protected_redis.replace("right-Pa55word", "wrong-Pa55word"))
     result = check_queue_health(wrong, get_redis(wrong.redis))
     assert result["reasonCategory"] == "authentication failed" and "wrong-Pa55word" not in result["reason"]
 
@@ -343,7 +319,7 @@ def test_wrong_password_and_a_full_server_are_their_own_categories(configure, pa
     try:
         connected = int(admin.info("clients")["connected_clients"])
         admin.config_set("maxclients", connected)  # no slot left for anybody else
-        full = configure("bt-full", REDIS_URL=password_protected_redis, REDIS_SOCKET_TIMEOUT_S="1")
+        full = queue_config("bt-full", REDIS_URL=password_protected_redis, REDIS_SOCKET_TIMEOUT_S="1")
         result = check_queue_health(full, get_redis(full.redis))
         assert result["status"] == "unhealthy" and result["reasonCategory"] == "too many connections", result
     finally:
@@ -353,11 +329,11 @@ def test_wrong_password_and_a_full_server_are_their_own_categories(configure, pa
 
 @pytest.mark.parametrize(("backlog", "status"), [(0, "degraded"), (5, "degraded"), (120, "unhealthy")])
 def test_a_paused_high_priority_queue_is_the_same_incident_on_both_majors(
-    configure, prefix, bullmq_major, backlog, status
+    queue_config, prefix, bullmq_major, backlog, status
 ):
     run_scenario("populate", prefix, HP, waiting=backlog, prioritized=1)
     run_scenario("pause", prefix, HP)
-    result = check(configure(prefix))
+    result = check(queue_config(prefix))
     assert result["status"] == status  # paused: never healthy; its backlog is lag like any other
     assert result["pausedQueues"] == [HP]
     assert result["thresholds"]["highPriorityLag"]["current"] == backlog + 1

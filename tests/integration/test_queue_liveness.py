@@ -22,7 +22,6 @@ from redis.cluster import RedisCluster
 
 from bullmq_scenario import REDIS_URL, SCENARIO, run_scenario, unique_prefix
 from live_workers import live_workers
-from parel_monitoring import scrub
 from parel_monitoring.bullmq import RedisSettings, count_workers, get_redis, queue_state, worker_client_name
 from parel_monitoring.health import public_check
 from parel_monitoring.health.aggregate import public_result
@@ -31,29 +30,7 @@ from parel_monitoring.health.route import single_view
 from parel_monitoring.settings import ConfigurationError
 
 HP = "high-priority"
-SETTINGS = (
-    "REDIS_URL", "REDIS_URL_SECRET_ARN", "REDIS_URL_PARAMETER", "REDIS_CLUSTER", "BULLMQ_PREFIX", "QUEUE_NAMES",
-    "HIGH_PRIORITY_QUEUE", "QUEUE_LAG_WARNING", "QUEUE_LAG_CRITICAL", "QUEUE_FAILURE_WARNING_PCT",
-    "QUEUE_FAILURE_CRITICAL_PCT", "QUEUE_NO_WORKER_GRACE_S", "QUEUE_AGE_WARNING_S", "QUEUE_AGE_CRITICAL_S",
-    "REDIS_MEMORY_WARNING_PCT", "REDIS_MEMORY_CRITICAL_PCT",
-)  # fmt: skip
 NEW_FIELDS = ("workers", "workersError", "oldestWaitingAgeSeconds", "redis", "reasons", "queues", "thresholds")
-
-
-@pytest.fixture
-def configure(monkeypatch):
-    """``configure(prefix, **env)`` -> QueueHealthSettings.from_env() with only those variables (and defaults)."""
-    monkeypatch.setattr(scrub, "_known_secrets", set(scrub._known_secrets))
-
-    def configure(prefix: str, **env: str) -> QueueHealthSettings:
-        for name in SETTINGS:
-            monkeypatch.delenv(name, raising=False)
-        defaults = {"REDIS_URL": REDIS_URL, "BULLMQ_PREFIX": prefix, "QUEUE_NAMES": HP, "HIGH_PRIORITY_QUEUE": HP}
-        for name, value in {**defaults, **env}.items():
-            monkeypatch.setenv(name, str(value))
-        return QueueHealthSettings.from_env()
-
-    return configure
 
 
 def check(settings: QueueHealthSettings) -> dict:
@@ -73,10 +50,10 @@ def node_workers(prefix: str, queues: list[str], redis_url: str = REDIS_URL, **o
 # --------------------------------------------------------------------------- workers
 
 
-def test_worker_counts_equal_nodes_while_alive_and_zero_after_exit(configure, prefix, bullmq_major):
+def test_worker_counts_equal_nodes_while_alive_and_zero_after_exit(queue_config, prefix, bullmq_major):
     run_scenario("add-aged", prefix, HP, ages="120,30")  # waiting for two minutes
     run_scenario("add-aged", prefix, "default", ages="90")
-    settings = configure(prefix, QUEUE_NAMES=f"{HP},default,idle")
+    settings = queue_config(prefix, QUEUE_NAMES=f"{HP},default,idle")
     with live_workers(prefix, [HP, "default"], count=2, names=["mailer"]) as started:
         alive = check(settings)
         node = node_workers(prefix, [HP, "default", "idle"])
@@ -99,29 +76,29 @@ def test_worker_counts_equal_nodes_while_alive_and_zero_after_exit(configure, pr
 
 
 @pytest.mark.parametrize(("age", "status"), [(10, "healthy"), (61, "unhealthy")])
-def test_no_worker_grace_on_the_high_priority_queue(configure, prefix, bullmq_major, age, status):
+def test_no_worker_grace_on_the_high_priority_queue(queue_config, prefix, bullmq_major, age, status):
     run_scenario("add-aged", prefix, HP, ages=str(age))
-    result = check(configure(prefix, QUEUE_AGE_WARNING_S="100", QUEUE_AGE_CRITICAL_S="200"))
+    result = check(queue_config(prefix, QUEUE_AGE_WARNING_S="100", QUEUE_AGE_CRITICAL_S="200"))
     assert by_name(result)[HP]["workers"] == 0
     assert result["status"] == status, result["reasons"]
 
 
-def test_other_queues_without_workers_are_degraded_only(configure, prefix, bullmq_major):
+def test_other_queues_without_workers_are_degraded_only(queue_config, prefix, bullmq_major):
     run_scenario("open", prefix, HP)
     run_scenario("add-aged", prefix, "default", ages="400")
     with live_workers(prefix, [HP]):
-        result = check(configure(prefix, QUEUE_NAMES=f"{HP},default"))
+        result = check(queue_config(prefix, QUEUE_NAMES=f"{HP},default"))
     assert result["status"] == "degraded"
     assert [reason.split(":")[0] for reason in result["reasons"]] == ["queue default", "queue default"]
     assert "no live worker" in result["reasons"][0] and "oldest waiting job 40" in result["reasons"][1]
 
 
-def test_a_paused_queue_without_workers_is_left_to_the_pause_rule(configure, prefix, bullmq_major):
+def test_a_paused_queue_without_workers_is_left_to_the_pause_rule(queue_config, prefix, bullmq_major):
     run_scenario("open", prefix, HP)
     run_scenario("add-aged", prefix, "bulk", ages="30")
     run_scenario("pause", prefix, "bulk")
     with live_workers(prefix, [HP]):
-        result = check(configure(prefix, QUEUE_NAMES=f"{HP},bulk", QUEUE_NO_WORKER_GRACE_S="5"))
+        result = check(queue_config(prefix, QUEUE_NAMES=f"{HP},bulk", QUEUE_NO_WORKER_GRACE_S="5"))
     assert by_name(result)["bulk"]["workers"] == 0 and result["pausedQueues"] == ["bulk"]
     assert result["status"] == "healthy", result["reasons"]
 
@@ -152,7 +129,7 @@ def oldest_added(prefix: str, queue: str, **options) -> int:
     return min(job["timestamp"] for job in run_scenario("add-aged", prefix, queue, **options)["jobs"])
 
 
-def test_oldest_age_of_waiting_prioritized_and_paused_jobs(configure, prefix, bullmq_major, redis_client):
+def test_oldest_age_of_waiting_prioritized_and_paused_jobs(queue_config, prefix, bullmq_major, redis_client):
     oldest = {"plain": oldest_added(prefix, "plain", ages="5,200,40")}  # not in timestamp order: oldest mid-list
     prio = [oldest_added(prefix, "prio", ages="50", priority=1), oldest_added(prefix, "prio", ages="150", priority=7)]
     prio.append(oldest_added(prefix, "prio", ages="10", priority=3))
@@ -171,16 +148,16 @@ def test_oldest_age_of_waiting_prioritized_and_paused_jobs(configure, prefix, bu
     assert state.queues["empty"]["oldestWaitingAgeSeconds"] is None
     assert {key: state.queues["held"][key] for key in layout} == layout
 
-    result = check(configure(prefix, QUEUE_NAMES=",".join(names), HIGH_PRIORITY_QUEUE="prio"))
+    result = check(queue_config(prefix, QUEUE_NAMES=",".join(names), HIGH_PRIORITY_QUEUE="prio"))
     assert_age(result["thresholds"]["oldestWaitingAge"]["current"], time.time() - oldest["prio"] / 1000)
     assert result["status"] == "unhealthy"  # prio (the high-priority queue here): no worker past the grace
 
 
 @pytest.mark.parametrize(("age", "status"), [(30, "healthy"), (90, "degraded"), (400, "unhealthy")])
-def test_age_thresholds_on_the_high_priority_queue_with_a_live_worker(configure, prefix, bullmq_major, age, status):
+def test_age_thresholds_on_the_high_priority_queue_with_a_live_worker(queue_config, prefix, bullmq_major, age, status):
     added = oldest_added(prefix, HP, ages=str(age))
     with live_workers(prefix, [HP]):
-        result = check(configure(prefix))
+        result = check(queue_config(prefix))
         read_at = time.time()
     assert_age(by_name(result)[HP]["oldestWaitingAgeSeconds"], read_at - added / 1000)
     assert result["status"] == status, result["reasons"]
@@ -190,7 +167,7 @@ def test_age_thresholds_on_the_high_priority_queue_with_a_live_worker(configure,
         assert result["reasons"] == [f"high-priority queue {HP}: oldest waiting job {shown:g} s old ({limits})"]
 
 
-def test_a_retried_job_waits_since_its_last_start(configure, prefix, bullmq_major, redis_client):
+def test_a_retried_job_waits_since_its_last_start(queue_config, prefix, bullmq_major, redis_client):
     ids = [job["id"] for job in run_scenario("add-aged", prefix, HP, ages="600")["jobs"]]
     started_ms = int(redis_client.time()[0] * 1000) - 20_000  # as if it had been started 20 s ago, then retried
     redis_client.hset(f"{prefix}:{HP}:{ids[0]}", "processedOn", started_ms)
@@ -200,11 +177,11 @@ def test_a_retried_job_waits_since_its_last_start(configure, prefix, bullmq_majo
 # --------------------------------------------------------------------------- Redis memory and policy
 
 
-def test_an_evicting_policy_is_degraded_naming_it(configure, throwaway_redis, bullmq_major):
+def test_an_evicting_policy_is_degraded_naming_it(queue_config, throwaway_redis, bullmq_major):
     url = throwaway_redis("maxmemory-policy allkeys-lru")
     prefix = unique_prefix("lru")
     run_scenario("populate", prefix, HP, url, completed=2)
-    result = check(configure(prefix, REDIS_URL=url))
+    result = check(queue_config(prefix, REDIS_URL=url))
     assert result["status"] == "degraded"
     assert result["redis"]["maxmemoryPolicy"] == "allkeys-lru"
     assert result["reasons"] == [
@@ -213,7 +190,7 @@ def test_an_evicting_policy_is_degraded_naming_it(configure, throwaway_redis, bu
     ]
 
 
-def test_memory_past_the_thresholds(configure, throwaway_redis):
+def test_memory_past_the_thresholds(queue_config, throwaway_redis):
     url = throwaway_redis("maxmemory 8mb", "maxmemory-policy noeviction")
     prefix = unique_prefix("mem")
     run_scenario("open", prefix, HP, url)
@@ -227,8 +204,8 @@ def test_memory_past_the_thresholds(configure, throwaway_redis):
                 break
             filler.set(f"filler:{index}", b"x" * 20_000)
             if 83 <= usage < 88 and "degraded" not in seen:
-                seen["degraded"] = check(configure(prefix, REDIS_URL=url))
-        seen["unhealthy"] = check(configure(prefix, REDIS_URL=url))
+                seen["degraded"] = check(queue_config(prefix, REDIS_URL=url))
+        seen["unhealthy"] = check(queue_config(prefix, REDIS_URL=url))
     finally:
         filler.close()
     for status, result in seen.items():
@@ -241,11 +218,11 @@ def test_memory_past_the_thresholds(configure, throwaway_redis):
     assert set(seen) == {"degraded", "unhealthy"}
 
 
-def test_a_redis_refusing_client_list_leaves_workers_unknown(configure, throwaway_redis, bullmq_major):
+def test_a_redis_refusing_client_list_leaves_workers_unknown(queue_config, throwaway_redis, bullmq_major):
     url = throwaway_redis('rename-command CLIENT ""')
     prefix = unique_prefix("nocl")
     run_scenario("add-aged", prefix, HP, url, ages="90")  # bullmq cannot name its connections here either
-    result = check(configure(prefix, REDIS_URL=url, QUEUE_NAMES=f"{HP},default"))
+    result = check(queue_config(prefix, REDIS_URL=url, QUEUE_NAMES=f"{HP},default"))
     for queue in result["queues"]:
         assert queue["workers"] is None
         assert queue["workersError"].startswith("CLIENT LIST refused by the server (unknown command 'CLIENT'"), queue
@@ -259,9 +236,9 @@ def test_a_redis_refusing_client_list_leaves_workers_unknown(configure, throwawa
 # --------------------------------------------------------------------------- who sees what
 
 
-def test_anonymous_views_carry_none_of_the_new_figures(configure, prefix, bullmq_major):
+def test_anonymous_views_carry_none_of_the_new_figures(queue_config, prefix, bullmq_major):
     run_scenario("add-aged", prefix, HP, ages="120")
-    result = check(configure(prefix))
+    result = check(queue_config(prefix))
     assert result["status"] == "unhealthy" and result["reasons"] and by_name(result)[HP]["workers"] == 0
     public, _ = single_view(result, False, False)
     assert public == {"status": "unhealthy"} == public_check(result)
@@ -289,18 +266,18 @@ def test_anonymous_views_carry_none_of_the_new_figures(configure, prefix, bullmq
         ({"REDIS_MEMORY_WARNING_PCT": "95", "REDIS_MEMORY_CRITICAL_PCT": "90"}, "REDIS_MEMORY_CRITICAL_PCT"),
     ],
 )
-def test_bad_settings_name_the_variable(configure, env, variable):
+def test_bad_settings_name_the_variable(queue_config, env, variable):
     with pytest.raises(ConfigurationError) as caught:
-        configure("bt-unused", **env)
+        queue_config("bt-unused", **env)
     assert caught.value.variable == variable
 
 
-def test_settings_reach_the_thresholds(configure, prefix):
+def test_settings_reach_the_thresholds(queue_config, prefix):
     env = {"QUEUE_NO_WORKER_GRACE_S": "5", "QUEUE_AGE_WARNING_S": "10", "QUEUE_AGE_CRITICAL_S": "20",
            "REDIS_MEMORY_WARNING_PCT": "50", "REDIS_MEMORY_CRITICAL_PCT": "70.5"}  # fmt: skip
     run_scenario("add-aged", prefix, HP, ages="15", major=6)
     with live_workers(prefix, [HP], major=6):
-        result = check(configure(prefix, **env))
+        result = check(queue_config(prefix, **env))
     thresholds = result["thresholds"]
     assert thresholds["noWorkerGraceSeconds"] == 5
     assert thresholds["oldestWaitingAge"]["warning"] == 10 and thresholds["oldestWaitingAge"]["critical"] == 20
